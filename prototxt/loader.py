@@ -133,7 +133,7 @@ class MatchedWeights:
     source: str = ""
 
 
-def _shapes_for_matching(graph: Graph, input_shapes: dict[str, Shape] | None) -> tuple[dict, bool]:
+def shapes_for_weights(graph: Graph, input_shapes: dict[str, Shape] | None) -> tuple[dict, bool]:
     """Blob shapes to derive weight shapes from; the bool says whether spatial sizes are real."""
     if input_shapes is not None:
         return infer_shapes(graph, input_shapes), True
@@ -159,7 +159,7 @@ def match_weights(graph: Graph, weights: Weights, *, input_shapes: dict[str, Sha
     Raises :class:`WeightsError` naming the layer, the expected and the found shape when a
     learnable layer's blobs are missing, too few/many, or of the wrong shape.
     """
-    shapes, spatial_known = _shapes_for_matching(graph, input_shapes)
+    shapes, spatial_known = shapes_for_weights(graph, input_shapes)
     matched: dict[str, list[np.ndarray]] = {}
     names = {node.name for node in graph.nodes}
     for node in graph.nodes:

@@ -93,3 +93,23 @@ def to_signed64(value: int) -> int:
 def read_string(buf: memoryview, start: int, end: int) -> str:
     """Decode a length-delimited UTF-8 string payload (invalid bytes replaced)."""
     return bytes(buf[start:end]).decode("utf-8", errors="replace")
+
+
+def encode_varint(value: int) -> bytes:
+    """Encode a non-negative integer (or an int64, two's complement) as a varint."""
+    if value < 0:
+        value += 1 << 64
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def encode_length_delimited(number: int, payload: bytes) -> bytes:
+    """A LENGTH_DELIMITED field: key, length, payload."""
+    return encode_varint((number << 3) | LENGTH_DELIMITED) + encode_varint(len(payload)) + payload

@@ -1,0 +1,34 @@
+"""``posebridge convert``: Caffe prototxt + caffemodel to PyTorch weights (safetensors)."""
+
+from __future__ import annotations
+
+import argparse
+
+from posebridge.converter.api import convert
+from posebridge.converter.weights_io import save_safetensors
+from posebridge.prototxt import load_graph, load_weights
+
+NAME = "convert"
+HELP = "convert a Caffe net and its caffemodel to PyTorch weights (safetensors, no pickle)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("prototxt", help="the net definition")
+    parser.add_argument("caffemodel", help="the trained weights")
+    parser.add_argument("-o", "--output", metavar="model.safetensors",
+                        help="write the converted weights here (state_dict names follow the Caffe layers)")
+
+
+def run(args: argparse.Namespace) -> int:
+    graph = load_graph(args.prototxt)
+    graph.check_supported()
+    weights = load_weights(graph, args.caffemodel)
+    model = convert(graph, weights)
+    count = sum(p.numel() for p in model.parameters())
+    print(f"converted {len(graph)} layers, {count} parameters from {args.caffemodel}")
+    if weights.ignored:
+        print(f"caffemodel layers not in the net (ignored): {', '.join(weights.ignored)}")
+    if args.output:
+        save_safetensors(model, args.output, metadata={"prototxt": str(args.prototxt)})
+        print(f"wrote {args.output}")
+    return 0

@@ -43,8 +43,8 @@ def fill(filler: caffe_pb2.FillerParameter, shape: Shape, rng: np.random.Generat
         data = rng.uniform(filler.min, filler.max, size=shape)
     elif kind == "gaussian":
         data = rng.normal(filler.mean, filler.std, size=shape)
-        if filler.sparse >= 0 and len(shape) >= 2:
-            keep = rng.random(size=shape) < filler.sparse / shape[1]
+        if filler.sparse >= 0 and len(shape) >= 1:  # Caffe: kept with probability sparse / shape[0]
+            keep = rng.random(size=shape) < filler.sparse / shape[0]
             data = data * keep
     elif kind == "positive_unitball":
         data = rng.uniform(0.0, 1.0, size=shape).reshape(num, -1)

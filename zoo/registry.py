@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from google.protobuf import text_format
+
 from posebridge.errors import FileAccessError
 from posebridge.prototxt import caffe_pb2
 from posebridge.zoo.body import body_25_net, two_branch_net
@@ -94,5 +96,4 @@ def prototxt_text(name: str) -> str:
     header = (f"# OpenPose {e.title} net, built by posebridge.zoo ('{ZOO_PREFIX}{e.name}') from the published\n"
               f"# architecture; layer names match OpenPose's {e.official_prototxt}.\n"
               f"# Official weights: models/{e.weights} (MD5 {e.weights_md5}).\n")
-    from google.protobuf import text_format
     return header + text_format.MessageToString(build(e.name))

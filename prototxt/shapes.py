@@ -83,11 +83,16 @@ def pool_geometry(node: Node, in_hw: tuple[int, int]) -> dict[str, tuple[int, in
     return {"kernel": kernel, "stride": stride, "pad": pad}
 
 
-def pooled_size(size: int, kernel: int, stride: int, pad: int, ceil_mode: bool = True) -> int:
-    """Caffe's pooled size: rounds up (CEIL), then drops a last window starting in the padding."""
+def pooled_size(size: int, kernel: int, stride: int, pad: int, ceil_mode: bool = True,
+                any_pad: bool | None = None) -> int:
+    """Caffe's pooled size: rounds up (CEIL), then drops a last window starting in the padding.
+
+    Caffe applies the drop on both axes whenever either axis is padded (``pad_h || pad_w``);
+    pass ``any_pad`` for that, else this axis's own ``pad`` decides.
+    """
     span = size + 2 * pad - kernel
     out = (-(-span // stride) if ceil_mode else span // stride) + 1
-    if pad and (out - 1) * stride >= size + pad:
+    if (bool(pad) if any_pad is None else any_pad) and (out - 1) * stride >= size + pad:
         out -= 1
     return out
 
@@ -140,8 +145,9 @@ def _pooling(node: Node, bottoms: list[Shape]) -> list[Shape]:
     _check4(node, shape)
     g = pool_geometry(node, (shape[2], shape[3]))
     ceil_mode = node.layer.pooling_param.round_mode == caffe_pb2.PoolingParameter.CEIL
-    h = pooled_size(shape[2], g["kernel"][0], g["stride"][0], g["pad"][0], ceil_mode)
-    w = pooled_size(shape[3], g["kernel"][1], g["stride"][1], g["pad"][1], ceil_mode)
+    any_pad = bool(g["pad"][0] or g["pad"][1])
+    h = pooled_size(shape[2], g["kernel"][0], g["stride"][0], g["pad"][0], ceil_mode, any_pad)
+    w = pooled_size(shape[3], g["kernel"][1], g["stride"][1], g["pad"][1], ceil_mode, any_pad)
     if h <= 0 or w <= 0:
         raise _fail(node, f"pooled size {h}x{w} <= 0 for input {list(shape)}")
     tops = [(shape[0], shape[1], h, w)]

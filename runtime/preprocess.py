@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from posebridge.errors import PosebridgeError, ShapeError
+from posebridge.errors import LimitExceededError, PosebridgeError, ShapeError
 
 #: Net input sides must be multiples of this (``scaleAndSizeExtractor.cpp``).
 NET_INPUT_MULTIPLE = 16
@@ -40,6 +40,8 @@ NORMALIZE_DIVISOR = np.float32(256.0)
 NORMALIZE_SHIFT = np.float32(0.5)
 #: Smallest net input side posebridge accepts (OpenPose itself would truncate to 1 pixel).
 MIN_NET_SIDE = NET_INPUT_MULTIPLE
+#: Largest net input posebridge builds (w*h); a very elongated image with "-1x368" can ask for more.
+MAX_NET_INPUT_PIXELS = 8192 * 8192
 #: Tolerance when deciding which padded pixels still hold image content.
 _CONTENT_EPS = 1e-6
 
@@ -147,6 +149,10 @@ def net_input_sizes(
             raise PosebridgeError(
                 f"scale {index} ({relative}) gives a {width}x{height} net input; "
                 f"sides under {MIN_NET_SIDE} cannot run (raise net_resolution or lower scale_number)")
+        if width * height > MAX_NET_INPUT_PIXELS:
+            raise LimitExceededError(
+                f"net input {width}x{height} for a {image_size[0]}x{image_size[1]} image exceeds "
+                f"{MAX_NET_INPUT_PIXELS} pixels (set both sides of net_resolution)")
         specs.append(ScaleSpec(resize_scale_factor(image_size, (width, height)), (width, height), relative))
     return specs
 
@@ -206,8 +212,11 @@ class ScaleInput:
 def _check_image(image_bgr: np.ndarray) -> None:
     if not isinstance(image_bgr, np.ndarray) or image_bgr.dtype != np.uint8:
         raise ShapeError(f"image must be a uint8 numpy array, got {getattr(image_bgr, 'dtype', type(image_bgr))}")
-    if image_bgr.ndim != 3 or image_bgr.shape[2] != 3 or image_bgr.shape[0] < 1 or image_bgr.shape[1] < 1:
+    if image_bgr.ndim != 3 or image_bgr.shape[2] != 3:
         raise ShapeError(f"image must be (H, W, 3) BGR, got shape {image_bgr.shape}")
+    if image_bgr.shape[0] < 2 or image_bgr.shape[1] < 2:
+        raise ShapeError(f"image {image_bgr.shape[1]}x{image_bgr.shape[0]} is too small (OpenPose's "
+                         "scale factor (n-1)/(size-1) needs at least 2x2 pixels)")
 
 
 def prepare_inputs(

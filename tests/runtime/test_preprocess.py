@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from posebridge.errors import PosebridgeError, ShapeError
+from posebridge.errors import LimitExceededError, PosebridgeError, ShapeError
 from posebridge.runtime import preprocess as pp
 
 
@@ -76,6 +76,12 @@ def test_net_input_sizes_three_scales():
 def test_net_input_sizes_rejects(kwargs):
     with pytest.raises(PosebridgeError):
         pp.net_input_sizes((641, 479), **kwargs)
+
+
+def test_elongated_image_hits_the_net_size_limit():
+    # 368 * 200000 / 2 / 16 -> a 36.8-million-pixel-wide net input
+    with pytest.raises(LimitExceededError, match="200000x2"):
+        pp.net_input_sizes((200000, 2))
 
 
 # --- prepare_inputs ----------------------------------------------------------------------------
@@ -165,7 +171,7 @@ def test_multi_scale_inputs():
 
 @pytest.mark.parametrize("bad", [
     np.zeros((10, 10), np.uint8), np.zeros((10, 10, 4), np.uint8), np.zeros((10, 10, 3), np.float32),
-    np.zeros((0, 10, 3), np.uint8),
+    np.zeros((0, 10, 3), np.uint8), np.zeros((1, 10, 3), np.uint8),
 ])
 def test_prepare_inputs_rejects_bad_images(bad):
     with pytest.raises(ShapeError):

@@ -172,3 +172,49 @@ def assert_close(actual: np.ndarray, expected: np.ndarray, rtol: float = 1e-5, w
     """Assert ``relative_error(actual, expected) <= rtol`` with a message naming ``what``."""
     error = relative_error(actual, expected)
     assert error <= rtol, f"{what}: relative error {error:.3e} > {rtol:.1e}"
+
+
+def onnx_outputs(module: torch.nn.Module, example: torch.Tensor, inputs: Sequence[np.ndarray],
+                 dynamo: bool = False, opset: int = 17) -> list[np.ndarray]:
+    """Export ``module`` (one 4-D input) to ONNX with dynamic N, H, W; run each of ``inputs`` in onnxruntime.
+
+    ``example`` is the tracing input; ``inputs`` may have other batch and spatial sizes (same C).
+    ``dynamo`` picks torch.export-based export instead of the TorchScript tracer.
+    """
+    import io
+    import warnings
+
+    import onnxruntime
+
+    module = module.eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if dynamo:
+            dims = {0: torch.export.Dim("batch"), 2: torch.export.Dim("height"), 3: torch.export.Dim("width")}
+            program = torch.onnx.export(module, (example,), dynamo=True, opset_version=opset,
+                                        dynamic_shapes=(dims,), verbose=False)
+            model_bytes = program.model_proto.SerializeToString()
+        else:
+            buffer = io.BytesIO()
+            torch.onnx.export(module, (example,), buffer, dynamo=False, opset_version=opset, input_names=["x"],
+                              output_names=["y"], dynamic_axes={"x": {0: "batch", 2: "height", 3: "width"}})
+            model_bytes = buffer.getvalue()
+    session = onnxruntime.InferenceSession(model_bytes, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return [session.run(None, {name: np.ascontiguousarray(x, dtype=np.float32)})[0] for x in inputs]
+
+
+def load_reference(name: str):
+    """Load ``tests/converter/<name>.py`` (a numpy reference module) by path; ``tests/converter``
+    is not a package, so sibling imports do not work under pytest's importlib mode."""
+    import importlib.util
+    import sys
+
+    if name in sys.modules:
+        return sys.modules[name]
+    path = Path(__file__).parent / "converter" / f"{name}.py"
+    module_spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules[name] = module
+    module_spec.loader.exec_module(module)
+    return module

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from google.protobuf.message import DecodeError
 
-from posebridge.errors import CaffemodelFormatError, LimitExceededError, ShapeError, WeightsError
+from posebridge.errors import CaffemodelFormatError, GraphError, LimitExceededError, ShapeError, WeightsError
 from posebridge.limits import DEFAULT_LIMITS, Limits
 from posebridge.prototxt import caffe_pb2
 from posebridge.prototxt.files import read_file_bytes
@@ -19,23 +19,39 @@ from posebridge.prototxt.graph import Graph, Shape, build_graph
 from posebridge.prototxt.layer_types import layer_type
 from posebridge.prototxt.shapes import expected_blob_shapes, infer_shapes
 from posebridge.prototxt.text_reader import ParsedPrototxt, parse_prototxt_text
-from posebridge.prototxt.upgrade import filter_phase, upgrade_net
+from posebridge.prototxt.upgrade import filter_phase, layer_included, make_state, upgrade_net
 from posebridge.prototxt.weights import Weights, read_weights
 
 #: Input size used to derive weight shapes when the prototxt's placeholder (1x1) is too small.
 PROBE_SIZE = (368, 368)
 
 
-def _raw_texts(parsed: ParsedPrototxt) -> tuple[dict[str, str], dict[str, list[str]]]:
+def _included(layer, state: caffe_pb2.NetState) -> bool:
+    try:
+        return layer_included(layer, state)
+    except GraphError:
+        return True  # filter_phase reports the bad rule with its context
+
+
+def _raw_texts(parsed: ParsedPrototxt, state: caffe_pb2.NetState) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """Raw text and unknown fields of the layers in ``state``, keyed by layer name.
+
+    Only layers the phase rules keep are recorded: train/test prototxts often give one name to
+    a TRAIN and a TEST layer, and each graph must carry its own layer's text.
+    """
     texts: dict[str, str] = {}
     unknown: dict[str, list[str]] = {}
     entries = {"layer": [e for e in parsed.layer_texts if e.field == "layer"],
                "layers": [e for e in parsed.layer_texts if e.field == "layers"]}
     for layer, entry in zip(parsed.net.layer, entries["layer"]):
+        if not _included(layer, state):
+            continue
         texts[layer.name] = entry.text
         if entry.unknown_fields:
             unknown[layer.name] = entry.unknown_fields
     for layer, entry in zip(parsed.net.layers, entries["layers"]):
+        if not _included(layer, state):
+            continue
         name = layer.name or layer.layer.name
         texts[name] = entry.text
         if entry.unknown_fields:
@@ -116,7 +132,7 @@ def load_graph(
         raise LimitExceededError(f"prototxt is {len(data)} bytes, over the limit of {limits.max_prototxt_bytes}",
                                  file=source)
     parsed = parse_prototxt_text(data.decode("utf-8"), source=source, limits=limits)
-    texts, unknown = _raw_texts(parsed)
+    texts, unknown = _raw_texts(parsed, make_state(phase, level, stages))
     return graph_from_net(parsed.net, source=source, phase=phase, level=level, stages=stages,
                           raw_texts=texts, unknown_fields=unknown, warnings=parsed.warnings, limits=limits)
 

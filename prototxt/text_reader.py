@@ -110,9 +110,10 @@ class _Walker:
             while not tok.AtEnd() and tok.token != closing:
                 name = tok.token
                 child = sub.fields_by_name.get(name) if sub is not None else None
+                child_path = f"{path}.{name}" if depth > 1 else name  # relative to the top-level entry
                 if sub is not None and child is None:
-                    unknown.append(f"{path}.{name}" if depth > 1 else name)
-                self._field(child, f"{path}.{name}", unknown, depth + 1)
+                    unknown.append(child_path)
+                self._field(child, child_path, unknown, depth + 1)
             tok.NextToken()
         elif tok.token == "[":
             level = 0

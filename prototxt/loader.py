@@ -22,6 +22,9 @@ from posebridge.prototxt.text_reader import ParsedPrototxt, parse_prototxt_text
 from posebridge.prototxt.upgrade import filter_phase, layer_included, make_state, upgrade_net
 from posebridge.prototxt.weights import Weights, read_weights
 
+#: Prefix naming a built-in architecture instead of a file (``zoo:coco``).
+ZOO_PREFIX = "zoo:"
+
 #: Input size used to derive weight shapes when the prototxt's placeholder (1x1) is too small.
 PROBE_SIZE = (368, 368)
 
@@ -112,10 +115,17 @@ def load_graph(
 ) -> Graph:
     """Read a prototxt (or the net stored in a binary caffemodel) into a :class:`Graph`.
 
+    ``zoo:NAME`` (e.g. ``zoo:coco``) names a built-in OpenPose architecture instead of a file.
+
     The net is upgraded to V2 as Caffe's upgrade_proto does and filtered for ``phase``
     (TEST by default), ``level`` and ``stages`` as Caffe's Net::FilterNet does.
     """
     source = os.fspath(path)
+    if source.startswith(ZOO_PREFIX):  # a built-in architecture: posebridge.zoo
+        from posebridge import zoo
+
+        return graph_from_net(zoo.build(source), source=source, phase=phase, level=level, stages=stages,
+                              limits=limits)
     data = read_file_bytes(path, what="model file", max_bytes=max(limits.max_prototxt_bytes,
                                                                   limits.max_caffemodel_bytes))
     if _looks_binary(data):

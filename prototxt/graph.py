@@ -242,7 +242,7 @@ def _topological_order(layers, resolved, producer, source: str) -> list[int]:
     index_of = {layer.name: i for i, layer in enumerate(layers)}
     deps: list[set[int]] = []
     for index, bottoms, _, _ in resolved:
-        deps.append({index_of[producer[b]] for b in bottoms} - {index})
+        deps.append({index_of[producer[b]] for b in bottoms})  # a layer reading its own top is a cycle
     dependents: list[list[int]] = [[] for _ in layers]
     for index, dep in enumerate(deps):
         for d in dep:

@@ -180,8 +180,9 @@ def parse_weights(data: bytes, *, source: str = "<bytes>", limits: Limits = DEFA
                 legacy[name] = [r.legacy_shape for r in records]
                 types[name] = type_name
     except wire.WireError as error:
+        hint = " (it looks like prototxt text)" if last is None and _looks_like_text(data) else ""
         raise CaffemodelFormatError(
-            f"not a valid caffemodel (truncated or corrupt): {error}, "
+            f"not a valid caffemodel (truncated or corrupt){hint}: {error}, "
             + (f"after layer '{last}'" if last is not None else "before the first layer"),
             file=source) from None
     if not formats:

@@ -108,8 +108,10 @@ def detect_structure(graph: Graph) -> OpenPoseStructure | None:
     counts = Counter(b for node in concats for b in node.bottoms)
     if not counts:
         return None
-    features_blob, uses = counts.most_common(1)[0]
-    if uses < 1 or features_blob in graph.inputs:
+    most = max(counts.values())
+    candidates = [blob for blob, n in counts.items() if n == most]
+    features_blob = max(candidates, key=lambda blob: _feeds_count(graph, blob, concats))
+    if features_blob in graph.inputs:
         return None
     try:
         shapes = infer_shapes(graph, graph.input_shapes(PROBE_SIZE))
@@ -166,6 +168,17 @@ def detect_structure(graph: Graph) -> OpenPoseStructure | None:
         features=tuple(n.name for n in graph.nodes if n.name in features),
         stages=tuple(stages), output=tuple(n.name for n in output_nodes),
         heatmap_channels=heat_c, paf_channels=paf_c)
+
+
+def _feeds_count(graph: Graph, blob: str, concats: list[Node]) -> int:
+    """How many other Concat bottoms are computed from ``blob`` (F feeds every branch)."""
+    producer_of = {top: node.name for node in graph.nodes for top in node.tops}
+    count = 0
+    for node in concats:
+        for bottom in node.bottoms:
+            if bottom != blob and producer_of.get(blob) in _ancestors(graph, bottom):
+                count += 1
+    return count
 
 
 def _descendants(graph: Graph, start: Node) -> set[str]:

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from posebridge.atomic import write_bytes_atomic
-from posebridge.errors import PosebridgeError
+from posebridge.errors import FileAccessError, PosebridgeError
 from posebridge.prototxt import caffe_pb2, wire
 from posebridge.prototxt.graph import Graph, Node, Shape
 from posebridge.prototxt.layer_types import layer_type
@@ -173,5 +173,14 @@ def caffemodel_bytes(graph: Graph, blobs: Mapping[str, list[np.ndarray]]) -> byt
 
 
 def write_caffemodel(path: str | os.PathLike, graph: Graph, blobs: Mapping[str, list[np.ndarray]]) -> None:
-    """Write ``blobs`` for ``graph`` as a binary caffemodel, atomically."""
-    write_bytes_atomic(path, caffemodel_bytes(graph, blobs))
+    """Write ``blobs`` for ``graph`` as a binary caffemodel, atomically.
+
+    An unwritable target (a folder, a missing permission) raises FileAccessError naming it.
+    """
+    data = caffemodel_bytes(graph, blobs)
+    if os.path.isdir(path):
+        raise FileAccessError("output is a folder; expected a caffemodel file path", file=os.fspath(path))
+    try:
+        write_bytes_atomic(path, data)
+    except OSError as error:
+        raise FileAccessError(f"cannot write caffemodel: {error.strerror or error}", file=os.fspath(path)) from None

@@ -12,10 +12,17 @@ NAME = "synth"
 HELP = "write a real binary caffemodel with synthetic weights for a prototxt"
 
 
+def _seed(text: str) -> int:
+    """A non-negative integer seed (numpy's generators reject negative ones)."""
+    if not text.strip().isdigit():
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got '{text}'")
+    return int(text)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("prototxt", help="the net")
     parser.add_argument("-o", "--output", required=True, metavar="OUT.caffemodel", help="caffemodel to write")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--seed", type=_seed, default=0, help="random seed, a non-negative integer (default 0)")
     parser.add_argument("--init", choices=INITS, default="he",
                         help="he: variance-preserving (default); caffe: the prototxt's own fillers")
     parser.add_argument("--input-size", type=size_hw, metavar="HxW",

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+from google.protobuf import text_format
 from helpers_files import net_text, opencv_net, write_net
 
 from posebridge.errors import PosebridgeError
@@ -59,8 +60,6 @@ def full_net(tmp_path):
 
 
 def _filler(text: str) -> caffe_pb2.FillerParameter:
-    from google.protobuf import text_format
-
     return text_format.Parse(text, caffe_pb2.FillerParameter())
 
 

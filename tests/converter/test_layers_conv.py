@@ -23,6 +23,15 @@ RTOL_REFERENCE = 1e-5
 RTOL_OPENCV = 1e-4
 
 
+@pytest.fixture(autouse=True, scope="module")
+def single_thread():
+    """Tiny tensors: one torch thread avoids thread wake-up costs on a loaded machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def param_text(fields: dict) -> str:
     """``convolution_param { ... }`` body from a dict; list values become repeated fields."""
     parts = []

@@ -36,8 +36,8 @@ from posebridge.prototxt.structure import OpenPoseStructure, detect_structure
 BYTES_PER_VALUE = 4  # activations are float32
 #: Input size used when the prototxt only declares a placeholder (OpenPose's 1x1 or 16x16).
 DEFAULT_INPUT_SIZE = (368, 368)
-#: Declared inputs smaller than this (either side) are treated as placeholders.
-PLACEHOLDER_MAX_SIDE = 31
+#: Declared inputs with a side up to this are placeholders (OpenPose declares 1x1 or 16x16).
+PLACEHOLDER_MAX_SIDE = 16
 MAC_COUNTED_TYPES = ("Convolution", "Deconvolution", "InnerProduct")
 #: Layer types whose output channels equal their (first) bottom's, for the channel-only fallback.
 CHANNEL_PRESERVING_CATEGORIES = ("activation", "dropout", "normalization", "pool")
@@ -469,7 +469,7 @@ def analyze(graph: Graph, *, input_size: tuple[int, int] | None = None,
     """Analyse every layer of ``graph`` at ``input_size`` (H, W); see the module docstring.
 
     Without ``input_size`` the prototxt's own input shape is used, unless it is a placeholder
-    (a side <= 31), then :data:`DEFAULT_INPUT_SIZE`. Shapes that cannot be inferred (after an
+    (a side <= 16), then :data:`DEFAULT_INPUT_SIZE`. Shapes that cannot be inferred (after an
     opaque layer, or when the size does not fit the net) are None and noted in ``warnings``.
     """
     warnings: list[str] = []
@@ -478,7 +478,8 @@ def analyze(graph: Graph, *, input_size: tuple[int, int] | None = None,
         shapes = infer_shapes(graph, input_shapes)
     except ShapeError as error:
         warnings.append(f"shapes unknown at this input size: {error}")
-        shapes = {}
+        shapes = {top: input_shapes.get(caffe_top) for node in graph.nodes if node.type == "Input"
+                  for top, caffe_top in zip(node.tops, node.caffe_tops)}
     channels = _channel_hints(graph, shapes)
     hosts = folded_hosts(graph)
     try:

@@ -132,10 +132,10 @@ def _input_shapes_of(layer: caffe_pb2.LayerParameter, source: str) -> dict[str, 
     for i, top in enumerate(layer.top):
         if not shapes_param:
             raise GraphError(f"Input layer declares no shape for '{top}'", file=source, layer=layer.name)
-        shape = shapes_param[i] if len(shapes_param) > 1 else shapes_param[0]
         if len(shapes_param) > 1 and i >= len(shapes_param):
             raise GraphError(f"Input layer has {len(shapes_param)} shapes for {len(layer.top)} tops",
                              file=source, layer=layer.name)
+        shape = shapes_param[i] if len(shapes_param) > 1 else shapes_param[0]
         result[top] = tuple(int(d) for d in shape.dim)
     return result
 

@@ -208,6 +208,8 @@ def slice_sizes(node: Node, size: int) -> list[int]:
     """Sizes along the slice axis of each top of a Slice layer."""
     p = node.layer.slice_param
     count = len(node.tops)
+    if count == 0:
+        raise _fail(node, "Slice layer has no tops")
     points = list(p.slice_point)
     if points:
         if len(points) != count - 1:
@@ -292,9 +294,13 @@ def _reshape(node: Node, bottoms: list[Shape]) -> list[Shape]:
 def _crop(node: Node, bottoms: list[Shape]) -> list[Shape]:
     if len(bottoms) != 2:
         raise _fail(node, "Crop needs two bottoms")
+    if len(bottoms[0]) != len(bottoms[1]):
+        raise _fail(node, f"Crop bottoms differ in rank: {[list(s) for s in bottoms]}")
     p = node.layer.crop_param
     axis = canonical_axis(node, p.axis, len(bottoms[0]))
     offsets = list(p.offset)
+    if len(offsets) > 1 and len(offsets) != len(bottoms[0]) - axis:
+        raise _fail(node, f"{len(offsets)} crop offsets for the {len(bottoms[0]) - axis} axes from axis {axis}")
     out = list(bottoms[0])
     for i in range(axis, len(out)):
         offset = 0 if not offsets else (offsets[0] if len(offsets) == 1 else offsets[i - axis])
@@ -364,6 +370,9 @@ def infer_shapes(graph: Graph, input_shapes: Mapping[str, Shape] | None = None) 
             continue
         bottoms = [shapes.get(b) for b in node.bottoms]
         rule = _RULES.get(node.type)
+        if rule is not None and not bottoms and node.type != "Silence":
+            raise ShapeError(f"{node.type} layer needs at least one bottom; it has none",
+                             file=graph.source or None, layer=node.name)
         if rule is None or any(b is None for b in bottoms):
             for top in node.tops:
                 shapes[top] = None

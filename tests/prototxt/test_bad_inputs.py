@@ -15,10 +15,11 @@ from posebridge.errors import (
     GraphError,
     PosebridgeError,
     PrototxtSyntaxError,
+    ShapeError,
     UnsupportedLayerError,
     WeightsError,
 )
-from posebridge.prototxt import caffe_pb2, load_graph, load_weights, match_weights, read_weights
+from posebridge.prototxt import caffe_pb2, infer_shapes, load_graph, load_weights, match_weights, read_weights
 from posebridge.prototxt.text_reader import read_prototxt
 from posebridge.prototxt.weights import parse_weights
 
@@ -214,3 +215,32 @@ def test_layer_missing_from_the_caffemodel(tmp_path, tiny) -> None:
     weights = parse_weights(net.SerializeToString(), source="short.caffemodel")
     message = _raises(WeightsError, match_weights, load_graph(prototxt), weights)
     assert "short.caffemodel" in message and "layer 'conv2'" in message and "[2, 4, 1, 1]" in message
+
+
+# ----------------------------------------------------------------------------- malformed layers
+
+
+_FOUR_D = 'layer { name: "in" type: "Input" top: "a" top: "v" input_param { shape { dim: 1 dim: 3 dim: 4 dim: 4 } shape { dim: 2 dim: 5 } } }\n'
+
+
+@pytest.mark.parametrize(("text", "error", "layer", "fragment"), [
+    ('layer { name: "in" type: "Input" top: "a" top: "b" top: "c" input_param { shape { dim: 1 } shape { dim: 2 } } }',
+     GraphError, "in", "2 shapes for 3 tops"),
+    (_FOUR_D + 'layer { name: "cat" type: "Concat" top: "y" }', ShapeError, "cat", "at least one bottom"),
+    (_FOUR_D + 'layer { name: "sum" type: "Eltwise" top: "y" }', ShapeError, "sum", "at least one bottom"),
+    (_FOUR_D + 'layer { name: "s" type: "Slice" bottom: "a" }', ShapeError, "s", "no tops"),
+    (_FOUR_D + 'layer { name: "crop" type: "Crop" bottom: "a" bottom: "a" top: "y" crop_param { axis: 1 offset: 0 offset: 0 } }',
+     ShapeError, "crop", "2 crop offsets for the 3 axes"),
+    (_FOUR_D + 'layer { name: "crop" type: "Crop" bottom: "a" bottom: "v" top: "y" }', ShapeError, "crop", "differ in rank"),
+], ids=["input-shapes", "concat-no-bottom", "eltwise-no-bottom", "slice-no-top", "crop-offsets", "crop-ranks"])
+def test_malformed_layers_give_clean_errors(tmp_path, text: str, error: type[PosebridgeError], layer: str,
+                                            fragment: str) -> None:
+    path = tmp_path / "malformed.prototxt"
+    path.write_text(text + "\n")
+
+    def load_and_infer():
+        graph = load_graph(path)
+        return infer_shapes(graph)
+
+    message = _raises(error, load_and_infer)
+    assert str(path) in message and f"layer '{layer}'" in message and fragment in message

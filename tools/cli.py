@@ -46,10 +46,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Options whose values may start with "-" (``--net-resolution -1x368``), which argparse would
+#: otherwise take for an option.
+DASH_VALUED_OPTIONS = ("--net-resolution", "--net_resolution")
+
+
+def _join_dash_values(argv: Sequence[str]) -> list[str]:
+    """Turn ``--net-resolution -1x368`` into ``--net-resolution=-1x368``."""
+    joined: list[str] = []
+    items = list(argv)
+    index = 0
+    while index < len(items):
+        item = items[index]
+        if item in DASH_VALUED_OPTIONS and index + 1 < len(items) and items[index + 1][:2] not in ("--",):
+            joined.append(f"{item}={items[index + 1]}")
+            index += 2
+            continue
+        joined.append(item)
+        index += 1
+    return joined
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit code."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_join_dash_values(sys.argv[1:] if argv is None else argv))
     if getattr(args, "_run", None) is None:
         parser.print_help()
         return EXIT_USER_ERROR

@@ -1,0 +1,114 @@
+"""``posebridge run``: OpenPose inference on images, folders and videos."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from posebridge.errors import InputMediaError, PosebridgeError
+from posebridge.runtime.backends import BACKENDS, open_backend
+from posebridge.runtime.coco_json import CocoJsonWriter
+from posebridge.runtime.media import iter_media
+from posebridge.runtime.openpose_json import write_openpose_json
+from posebridge.runtime.pipeline import PoseEstimator
+from posebridge.runtime.postprocess import VARIANTS
+from posebridge.runtime.render import render_pose, rendered_file_name, save_image
+from posebridge.runtime.skeletons import get_skeleton
+
+NAME = "run"
+HELP = "run OpenPose on images, folders or videos: people as OpenPose JSON, COCO JSON and rendered images"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", help="weights: .caffemodel or .safetensors (with --prototxt), or .onnx")
+    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="images, folders of images, or videos")
+    parser.add_argument("--prototxt", help="the net (a file or zoo:NAME) for .caffemodel/.safetensors models")
+    parser.add_argument("--backend", choices=BACKENDS, help="default: onnxruntime for .onnx, else torch")
+    parser.add_argument("--net-resolution", "--net_resolution", dest="net_resolution", default="-1x368", help="WxH, -1 = from the aspect ratio (default -1x368)")
+    parser.add_argument("--scale-number", type=int, default=1, help="number of scales (default 1)")
+    parser.add_argument("--scale-gap", type=float, default=0.25, help="scale i is 1 - i*gap (default 0.25)")
+    parser.add_argument("--variant", choices=VARIANTS, default="openpose",
+                        help="post-processing: OpenPose's CPU connector (default) or the CVPR 2017 demo's")
+    parser.add_argument("--skeleton", help="skeleton name when the model's family cannot be recognised")
+    parser.add_argument("--batch-size", type=int, default=4, help="video frames per network call (default 4)")
+    parser.add_argument("--write-json", metavar="DIR", help="one <name>_keypoints.json per image or frame")
+    parser.add_argument("--write-images", metavar="DIR", help="rendered skeletons, <name>_rendered.png")
+    parser.add_argument("--image-format", default="png", choices=["png", "jpg"], help="rendered image format")
+    parser.add_argument("--write-coco", metavar="FILE", help="all people in the COCO results format")
+
+
+class _Progress:
+    """A one-line progress counter on a terminal; silent otherwise."""
+
+    def __init__(self) -> None:
+        self.enabled = sys.stderr.isatty()
+        self.count = 0
+        self.start = time.perf_counter()
+
+    def step(self, name: str) -> None:
+        self.count += 1
+        if self.enabled:
+            rate = self.count / max(time.perf_counter() - self.start, 1e-9)
+            sys.stderr.write(f"\r{self.count} frames, {rate:.1f}/s: {name[:60]:<60}")
+            sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.enabled and self.count:
+            sys.stderr.write("\n")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.batch_size < 1:
+        raise PosebridgeError(f"--batch-size must be at least 1, got {args.batch_size}")
+    backend = open_backend(args.model, prototxt=args.prototxt, backend=args.backend)
+    estimator = PoseEstimator(backend, net_resolution=args.net_resolution, scale_number=args.scale_number,
+                              scale_gap=args.scale_gap, variant=args.variant,
+                              skeleton=get_skeleton(args.skeleton) if args.skeleton else None)
+    failures: list[str] = []
+    progress = _Progress()
+    coco = CocoJsonWriter(args.write_coco, estimator.skeleton) if args.write_coco else None
+    people_total = 0
+
+    def report(error: InputMediaError) -> None:
+        failures.append(str(error))
+        print(f"posebridge run: skipped: {error}", file=sys.stderr)
+
+    def flush(batch: list[tuple[str, object]]) -> None:
+        nonlocal people_total
+        if not batch:
+            return
+        names = [name for name, _ in batch]
+        images = [image for _, image in batch]
+        for (name, image), result in zip(batch, estimator.estimate(images, names)):
+            people_total += len(result.people)
+            if args.write_json:
+                write_openpose_json(args.write_json, name, result.people)
+            if args.write_images:
+                rendered = render_pose(image, result.people, estimator.skeleton)
+                save_image(Path(args.write_images) / rendered_file_name(name, args.image_format), rendered)
+            if coco is not None:
+                coco.add(name, result.people)
+            progress.step(name)
+        batch.clear()
+
+    batch: list[tuple[str, object]] = []
+    try:
+        for name, frame in iter_media(args.inputs, on_error=report):
+            if batch and (len(batch) >= args.batch_size or batch[0][1].shape != frame.shape):
+                flush(batch)
+            batch.append((name, frame))
+        flush(batch)
+    finally:
+        progress.close()
+    if coco is not None:
+        coco.close()
+    print(f"{progress.count} frames, {people_total} people ({estimator.skeleton.name}, {backend.name} backend, "
+          f"family {backend.family.name} by {backend.family.evidence})")
+    if failures:
+        print(f"posebridge run: {len(failures)} input(s) failed:", file=sys.stderr)
+        for failure in failures:
+            print(f"  {failure}", file=sys.stderr)
+        return 1
+    return 0

@@ -159,16 +159,22 @@ _STANDING_POSE: dict[str, tuple[float, float]] = {
 }
 
 
+#: Added to every keypoint of standing_person: a keypoint exactly halfway between two pixels
+#: gives a flat top (two equal maxima) where OpenPose's strict NMS finds no peak at all.
+SUBPIXEL_NUDGE = (0.137, 0.271)
+
+
 def standing_person(skeleton: Skeleton, center: tuple[float, float], height: float, *,
                     missing: Sequence[str] = (), amplitude: float = 1.0) -> ScenePerson:
-    """A standing person of the given height (pixels) with its hips' centre at center (x, y);
-    parts named in ``missing`` are left out."""
+    """A standing person of the given height (pixels) with its hips' centre near center (x, y)
+    (plus SUBPIXEL_NUDGE); parts named in ``missing`` are left out."""
     rows = []
     for name in skeleton.part_names:
         if name not in _STANDING_POSE:
             raise ShapeError(f"no standing pose for part {name!r} of {skeleton.name}")
         dx, dy = _STANDING_POSE[name]
-        rows.append((center[0] + dx * height, center[1] + dy * height, 0.0 if name in missing else 1.0))
+        rows.append((center[0] + dx * height + SUBPIXEL_NUDGE[0], center[1] + dy * height + SUBPIXEL_NUDGE[1],
+                     0.0 if name in missing else 1.0))
     return ScenePerson(np.array(rows, dtype=np.float64), amplitude)
 
 

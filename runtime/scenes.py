@@ -186,6 +186,7 @@ def crowd(skeleton: Skeleton, count: int, image_size: tuple[int, int], *, margin
     columns = int(np.ceil(np.sqrt(count * width / height)))
     rows = int(np.ceil(count / columns))
     cell_w, cell_h = width / columns, height / rows
+    margin = margin + 1.0  # room for SUBPIXEL_NUDGE
     person_h = min(cell_h - 2 * margin, 2.2 * (cell_w - 2 * margin))
     if person_h <= 0:
         raise ShapeError(f"{count} people do not fit in {width}x{height} with a {margin}-pixel margin")

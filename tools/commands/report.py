@@ -10,6 +10,7 @@ from posebridge.prototxt import load_graph, load_weights
 from posebridge.prototxt.analysis import DEFAULT_INPUT_SIZE, analyze
 from posebridge.tools.commands._args import size_hw
 from posebridge.tools.report import FORMATS, render_report
+from posebridge.tools.report.formatting import shape_text, total_text
 
 NAME = "report"
 HELP = ("write an architecture report of a Caffe net: graph, OpenPose structure, per-layer shapes, "
@@ -49,8 +50,9 @@ def run(args: argparse.Namespace) -> int:
     analysis = analyze(graph, input_size=args.input_size, weights=weights)
     write_text_atomic(output, render_report(analysis, fmt))
     totals = analysis.totals
-    print(f"wrote {output} ({fmt}): {totals.layers} layers, {totals.params:,} parameters, "
-          f"{totals.macs:,} MACs at " + ", ".join("x".join(map(str, s)) for s in analysis.input_shapes.values()))
+    inputs = ", ".join(shape_text(s) for s in analysis.input_shapes.values()) or "no Input layer (data layers)"
+    print(f"wrote {output} ({fmt}): {totals.layers} layers, {total_text(totals.params, totals.unknown_params)} "
+          f"parameters, {total_text(totals.macs, totals.unknown_macs)} MACs, input {inputs}")
     for warning in analysis.warnings:
         print(f"warning: {warning}")
     return 0

@@ -86,9 +86,17 @@ def element_count(shape: Sequence[int] | None) -> int | str:
     return count
 
 
-def with_unknown(text: str, unknown: int) -> str:
-    """A total followed by how many layers could not be counted (``1.2 M (+3 ?)``)."""
-    return f"{text} (+{unknown} ?)" if unknown else text
+def total_text(value: int, unknown: int, kind: str = "count") -> str:
+    """A sum over layers, saying how many layers could not be counted.
+
+    ``52.31 M``; ``52.31 M + ? (1 layer unknown)``; ``? (92 layers unknown)`` when none was known.
+    ``kind`` is ``count`` or ``bytes``.
+    """
+    text = human_bytes(value) if kind == "bytes" else human_count(value)
+    if not unknown:
+        return text
+    layers = f"{unknown} layer{'s' if unknown != 1 else ''} unknown"
+    return f"? ({layers})" if value == 0 else f"{text} + ? ({layers})"
 
 
 def _number(value: int | float) -> str:
@@ -98,5 +106,5 @@ def _number(value: int | float) -> str:
 FILTERS = {
     "count": human_count, "bytes": human_bytes, "exact": exact_count, "shape": shape_text,
     "shapes": shapes_text, "pair": pair_text, "stat": stat_text, "percent": percent_text,
-    "with_unknown": with_unknown, "elements": element_count,
+    "total": total_text, "elements": element_count,
 }

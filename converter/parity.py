@@ -59,6 +59,7 @@ class ParityRow:
     max_abs: float | None = None
     max_rel: float | None = None
     cosine: float | None = None
+    reference_max: float | None = None
     reference_name: str | None = None
     reason: str = ""
 
@@ -121,7 +122,7 @@ def _finite_or_none(value: float | None) -> float | None:
 def _row_dict(row: ParityRow) -> dict[str, Any]:
     data = asdict(row)
     data["shape"] = None if row.shape is None else list(row.shape)
-    for key in ("max_abs", "max_rel", "cosine"):
+    for key in ("max_abs", "max_rel", "cosine", "reference_max"):
         data[key] = _finite_or_none(data[key])
     return data
 
@@ -137,31 +138,36 @@ class Metrics:
     max_rel: float
     cosine: float
     nonfinite_mismatch: bool
+    reference_max: float = 0.0
 
 
 def array_metrics(ours: np.ndarray, reference: np.ndarray) -> Metrics:
     """max |ours - ref|, that over max |ref| (0 when both are all zero), cosine similarity.
 
     Positions where the reference is not finite must hold the same value in ``ours``; they are
-    left out of the errors. Shapes must already agree.
+    left out of the errors. Shapes must already agree. Differences and sums are taken in float64.
     """
-    a = np.asarray(ours, dtype=np.float64).ravel()
-    b = np.asarray(reference, dtype=np.float64).ravel()
-    finite = np.isfinite(b)
-    mismatch = not np.array_equal(np.isfinite(a), finite) or not np.array_equal(
-        a[~finite], b[~finite], equal_nan=True)
-    a, b = a[finite], b[finite]
+    a = np.asarray(ours).ravel()
+    b = np.asarray(reference).ravel()
+    mismatch = False
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+        finite = np.isfinite(b)
+        mismatch = not np.array_equal(np.isfinite(a), finite) or not np.array_equal(
+            a[~finite], b[~finite], equal_nan=True)
+        a, b = a[finite], b[finite]
     if a.size == 0:
-        return Metrics(0.0, 0.0, 1.0, mismatch)
-    max_abs = float(np.max(np.abs(a - b)))
-    scale = float(np.max(np.abs(b)))
+        return Metrics(0.0, 0.0, 1.0, mismatch, 0.0)
+    difference = np.subtract(a, b, dtype=np.float64)
+    max_abs = float(np.abs(difference, out=difference).max())
+    scale = float(np.abs(b).max())
     max_rel = max_abs / scale if scale > 0 else (0.0 if max_abs == 0 else math.inf)
-    norms = float(np.linalg.norm(a)) * float(np.linalg.norm(b))
-    if norms == 0:
-        cosine = 1.0 if float(np.linalg.norm(a)) == float(np.linalg.norm(b)) else 0.0
+    a64, b64 = a.astype(np.float64), b.astype(np.float64)
+    norm_a, norm_b = math.sqrt(float(a64 @ a64)), math.sqrt(float(b64 @ b64))
+    if norm_a == 0 or norm_b == 0:
+        cosine = 1.0 if norm_a == norm_b else 0.0
     else:
-        cosine = float(np.dot(a, b)) / norms
-    return Metrics(max_abs, max_rel, cosine, mismatch)
+        cosine = float(a64 @ b64) / (norm_a * norm_b)
+    return Metrics(max_abs, max_rel, cosine, mismatch, scale)
 
 
 def compare_layer(ours: np.ndarray, reference: np.ndarray, tolerance: float) -> tuple[str, Metrics | None, str]:
@@ -248,7 +254,8 @@ def _rows_for(graph: Graph, shape_label: str, ours: Mapping[str, np.ndarray], re
             status=status, shape=tuple(int(d) for d in value.shape), reason=reason,
             max_abs=None if metrics is None else metrics.max_abs,
             max_rel=None if metrics is None else metrics.max_rel,
-            cosine=None if metrics is None else metrics.cosine, **common))
+            cosine=None if metrics is None else metrics.cosine,
+            reference_max=None if metrics is None else metrics.reference_max, **common))
     return rows
 
 
@@ -281,24 +288,21 @@ def compare(prototxt: str | os.PathLike, caffemodel: str | os.PathLike, *,
 
     if kind == "golden":
         golden = load_golden(reference)
-        runs = [(bind_inputs(golden, graph), golden_reference(golden, graph))]
+        runs = [bind_inputs(golden, graph)]
+        references = [golden_reference(golden, graph)]
         report_seed = golden.meta.get("seed")
     else:
         sizes = list(input_sizes) if input_sizes else [default_size(graph)]
-        runs = []
-        for size in sizes:
-            inputs = seeded_inputs(graph.input_shapes(size, batch), seed)
-            runs.append((inputs, None))
+        runs = [seeded_inputs(graph.input_shapes(size, batch), seed) for size in sizes]
+        references = RUNNERS[kind](graph, prototxt, caffemodel, runs)
         report_seed = seed
 
     report = ParityReport(prototxt=os.fspath(prototxt), caffemodel=os.fspath(caffemodel), reference="",
                           tolerance=float(tolerance), seed=report_seed, input_shapes=[])
-    for inputs, ref in runs:
-        if ref is None:
-            ref = RUNNERS[kind](graph, prototxt, caffemodel, inputs)
+    for inputs, ref in zip(runs, references):
+        report.reference = ref.label
         label = ", ".join(shape_text(a.shape) for a in inputs.values())
         ours = run_converted(model, graph, inputs, versions)
-        report.reference = ref.label
         report.input_shapes.append(label)
         report.rows.extend(_rows_for(graph, label, ours, ref, tolerance))
         report.notes.extend(note for note in ref.notes if note not in report.notes)
@@ -320,7 +324,7 @@ def write_golden(path: str | os.PathLike, prototxt: str | os.PathLike, caffemode
     graph.check_supported()
     size = input_size if input_size else default_size(graph)
     inputs = seeded_inputs(graph.input_shapes(size, batch), seed)
-    outputs = RUNNERS[reference](graph, prototxt, caffemodel, inputs)
+    outputs = next(iter(RUNNERS[reference](graph, prototxt, caffemodel, [inputs])))
     info = {"reference": outputs.label, "seed": seed, "prototxt": Path(prototxt).name,
             "caffemodel": Path(caffemodel).name, "input_shapes": {k: list(v.shape) for k, v in inputs.items()},
             "skipped": outputs.skipped, "notes": outputs.notes, **(meta or {})}
@@ -345,14 +349,15 @@ def format_table(report: ParityReport, *, only: Collection[str] | None = None) -
     """
     lines = [f"reference: {report.reference}", f"tolerance: max relative error <= {report.tolerance:g}"]
     lines.extend(f"note: {note}" for note in report.notes)
-    header = ("#", "layer", "type", "shape", "max_abs", "max_rel", "cosine", "status")
+    header = ("#", "layer", "type", "shape", "ref_max", "max_abs", "max_rel", "cosine", "status")
     for shape_label in report.input_shapes:
         rows = [r for r in report.rows if r.input_shape == shape_label and (only is None or r.status in only)]
         table = [header]
         for r in rows:
             status = r.status if not r.reason else f"{r.status}: {r.reason}"
             table.append((str(r.index), r.layer, r.type, shape_text(r.shape) if r.shape else "-",
-                          _number(r.max_abs, ".2e"), _number(r.max_rel, ".2e"), _number(r.cosine, ".8f"), status))
+                          _number(r.reference_max, ".2e"), _number(r.max_abs, ".2e"), _number(r.max_rel, ".2e"),
+                          _number(r.cosine, ".8f"), status))
         widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]
         lines.append("")
         lines.append(f"input {shape_label}")

@@ -13,7 +13,7 @@ OpenCV name, checking the layer type, and leaves out layers OpenCV does not keep
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -86,11 +86,11 @@ def _read_net(prototxt: Path, caffemodel: Path):
 
 
 def run_opencv(graph: Graph, prototxt: str | os.PathLike, caffemodel: str | os.PathLike,
-               inputs: Mapping[str, np.ndarray]) -> ReferenceOutputs:
-    """Run the net with OpenCV dnn on ``inputs`` (keyed by Caffe input blob name, float32 NCHW).
+               runs: Iterable[Mapping[str, np.ndarray]]) -> Iterator[ReferenceOutputs]:
+    """Run the net with OpenCV dnn once per input set (keyed by Caffe input blob name, float32).
 
-    Returns the first top of every graph layer OpenCV keeps, keyed by graph layer name.
-    Raises :class:`ParityError` when OpenCV cannot import or run the net.
+    The net is imported once; results are yielded one run at a time (each can be large). Each result holds the first top of every graph layer OpenCV keeps,
+    keyed by graph layer name. Raises :class:`ParityError` when OpenCV cannot import or run it.
     """
     import cv2
 
@@ -99,16 +99,17 @@ def run_opencv(graph: Graph, prototxt: str | os.PathLike, caffemodel: str | os.P
     found, skipped = opencv_layer_names(graph, opencv_types)
     if not found:
         raise ParityError("OpenCV dnn keeps none of the net's layers; nothing to compare", file=graph.source)
-    try:
-        for name, array in inputs.items():
-            net.setInput(np.ascontiguousarray(array, dtype=np.float32), name)
-        requested = list(found.values())
-        results = net.forward(requested)
-    except cv2.error as error:
-        raise ParityError(f"OpenCV dnn failed to run the net: {str(error).strip()}", file=graph.source) from None
-    by_opencv_name = dict(zip(requested, results))
-    layers = {layer: np.asarray(by_opencv_name[name], dtype=np.float32) for layer, name in found.items()}
     aliases = {layer: name for layer, name in found.items() if layer != name}
     notes = [f"OpenCV names {len(aliases)} layer(s) after their top blob; matched by top and type"] if aliases else []
-    return ReferenceOutputs(label=f"OpenCV {cv2.__version__} dnn", layers=layers, skipped=skipped,
-                            aliases=aliases, notes=notes)
+    requested = list(found.values())
+    for inputs in runs:
+        try:
+            for name, array in inputs.items():
+                net.setInput(np.ascontiguousarray(array, dtype=np.float32), name)
+            outputs = net.forward(requested)
+        except cv2.error as error:
+            raise ParityError(f"OpenCV dnn failed to run the net: {str(error).strip()}", file=graph.source) from None
+        by_opencv_name = dict(zip(requested, outputs))
+        layers = {layer: np.asarray(by_opencv_name[name], dtype=np.float32) for layer, name in found.items()}
+        yield ReferenceOutputs(label=f"OpenCV {cv2.__version__} dnn", layers=layers, skipped=dict(skipped),
+                               aliases=aliases, notes=notes)

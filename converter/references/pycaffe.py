@@ -10,7 +10,7 @@ version of a blob rewritten in place, so only the last layer of each in-place ch
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from types import ModuleType
 
 import numpy as np
@@ -41,19 +41,32 @@ def _first_tops(net) -> dict[str, str]:
 
 
 def run_pycaffe(graph: Graph, prototxt: str | os.PathLike, caffemodel: str | os.PathLike,
-                inputs: Mapping[str, np.ndarray]) -> ReferenceOutputs:
-    """Run the net in Caffe (CPU, TEST phase) on ``inputs``; first top of each layer by layer name."""
+                runs: Iterable[Mapping[str, np.ndarray]]) -> Iterator[ReferenceOutputs]:
+    """Run the net in Caffe (CPU, TEST phase) once per input set, yielding each run's results.
+
+    Each result holds the first top of every layer, keyed by layer name.
+    """
     caffe = import_caffe()
     caffe.set_mode_cpu()
     try:
         net = caffe.Net(os.fspath(prototxt), os.fspath(caffemodel), caffe.TEST)
+    except Exception as error:  # pycaffe raises plain RuntimeError/KeyError; Caffe may abort outright
+        raise ParityError(f"Caffe cannot load this net: {error}", file=os.fspath(prototxt)) from None
+    version = getattr(caffe, "__version__", "")
+    label = f"Caffe {version}".strip() + " (pycaffe, CPU)"
+    for inputs in runs:
+        yield _run_once(net, graph, inputs, label, os.fspath(prototxt))
+
+
+def _run_once(net, graph: Graph, inputs: Mapping[str, np.ndarray], label: str, source: str) -> ReferenceOutputs:
+    try:
         for name, array in inputs.items():
             net.blobs[name].reshape(*array.shape)
         net.reshape()
         for name, array in inputs.items():
             net.blobs[name].data[...] = array
-    except Exception as error:  # pycaffe raises plain RuntimeError/KeyError; Caffe may abort outright
-        raise ParityError(f"Caffe cannot load or reshape this net: {error}", file=os.fspath(prototxt)) from None
+    except Exception as error:
+        raise ParityError(f"Caffe cannot reshape this net to the input: {error}", file=source) from None
 
     names = list(net._layer_names)
     first_top = _first_tops(net)
@@ -81,7 +94,7 @@ def run_pycaffe(graph: Graph, prototxt: str | os.PathLike, caffemodel: str | os.
                     continue
                 layers[name] = np.array(net.blobs[blob].data, dtype=np.float32)
     except Exception as error:
-        raise ParityError(f"Caffe failed to run the net: {error}", file=os.fspath(prototxt)) from None
+        raise ParityError(f"Caffe failed to run the net: {error}", file=source) from None
 
     for node in graph.nodes:
         if node.type == "Input":
@@ -89,6 +102,4 @@ def run_pycaffe(graph: Graph, prototxt: str | os.PathLike, caffemodel: str | os.
             layers.pop(node.name, None)
         elif node.name not in layers and node.name not in skipped:
             skipped[node.name] = SKIP_NOT_IN_CAFFE if node.name not in names else "writes no blob"
-    version = getattr(caffe, "__version__", "")
-    return ReferenceOutputs(label=f"Caffe {version}".strip() + " (pycaffe, CPU)", layers=layers,
-                            skipped=skipped, notes=notes)
+    return ReferenceOutputs(label=label, layers=layers, skipped=skipped, notes=notes)

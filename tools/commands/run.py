@@ -10,6 +10,7 @@ from pathlib import Path
 from posebridge.errors import InputMediaError, PosebridgeError
 from posebridge.runtime.backends import BACKENDS, open_backend
 from posebridge.runtime.coco_json import CocoJsonWriter
+from posebridge.runtime.hand_face import HandFaceExtractor
 from posebridge.runtime.media import iter_media
 from posebridge.runtime.openpose_json import write_openpose_json
 from posebridge.runtime.pipeline import PoseEstimator
@@ -37,6 +38,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--write-images", metavar="DIR", help="rendered skeletons, <name>_rendered.png")
     parser.add_argument("--image-format", default="png", choices=["png", "jpg"], help="rendered image format")
     parser.add_argument("--write-coco", metavar="FILE", help="all people in the COCO results format")
+    parser.add_argument("--hand", metavar="HAND_MODEL",
+                        help="also find hand keypoints with this hand model (.caffemodel/.safetensors/.onnx)")
+    parser.add_argument("--hand-prototxt", default="zoo:hand", help="the hand net (default zoo:hand)")
+    parser.add_argument("--face", metavar="FACE_MODEL",
+                        help="also find face keypoints with this face model (.caffemodel/.safetensors/.onnx)")
+    parser.add_argument("--face-prototxt", default="zoo:face", help="the face net (default zoo:face)")
 
 
 class _Progress:
@@ -66,6 +73,11 @@ def run(args: argparse.Namespace) -> int:
     estimator = PoseEstimator(backend, net_resolution=args.net_resolution, scale_number=args.scale_number,
                               scale_gap=args.scale_gap, variant=args.variant,
                               skeleton=get_skeleton(args.skeleton) if args.skeleton else None)
+    extractor = None
+    if args.hand or args.face:
+        extractor = HandFaceExtractor(
+            hand=open_backend(args.hand, prototxt=args.hand_prototxt) if args.hand else None,
+            face=open_backend(args.face, prototxt=args.face_prototxt) if args.face else None)
     failures: list[str] = []
     progress = _Progress()
     coco = CocoJsonWriter(args.write_coco, estimator.skeleton) if args.write_coco else None
@@ -83,10 +95,11 @@ def run(args: argparse.Namespace) -> int:
         images = [image for _, image in batch]
         for (name, image), result in zip(batch, estimator.estimate(images, names)):
             people_total += len(result.people)
+            parts = extractor.extract(image, result.people, estimator.skeleton) if extractor else {}
             if args.write_json:
-                write_openpose_json(args.write_json, name, result.people)
+                write_openpose_json(args.write_json, name, result.people, **parts)
             if args.write_images:
-                rendered = render_pose(image, result.people, estimator.skeleton)
+                rendered = render_pose(image, result.people, estimator.skeleton, **parts)
                 save_image(Path(args.write_images) / rendered_file_name(name, args.image_format), rendered)
             if coco is not None:
                 coco.add(name, result.people)

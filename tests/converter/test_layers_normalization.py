@@ -25,7 +25,9 @@ from helpers_layers_b import (as_tuple, convert_text, layer_text, onnx_outputs, 
 from posebridge.errors import ShapeError, UnsupportedLayerError, WeightsError
 
 ref = reference_b()
-EXPORTERS = [pytest.param(False, id="torchscript"), pytest.param(True, id="dynamo")]
+# The dynamo exporter takes seconds per module: its variants run with -m slow (the TorchScript
+# exporter checks every case in the default run).
+EXPORTERS = [pytest.param(False, id="torchscript"), pytest.param(True, id="dynamo", marks=pytest.mark.slow)]
 SHAPE = (2, 5, 7, 9)
 REFERENCE_RTOL = 1e-5
 OPENCV_RTOL = 1e-4

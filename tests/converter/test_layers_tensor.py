@@ -16,7 +16,9 @@ from helpers_layers_b import (as_tuple, convert_text, layer_text, onnx_outputs, 
 from posebridge.errors import ShapeError, UnsupportedLayerError
 
 ref = reference_b()
-EXPORTERS = [pytest.param(False, id="torchscript"), pytest.param(True, id="dynamo")]
+# The dynamo exporter takes seconds per module: its variants run with -m slow (the TorchScript
+# exporter checks every case in the default run).
+EXPORTERS = [pytest.param(False, id="torchscript"), pytest.param(True, id="dynamo", marks=pytest.mark.slow)]
 
 
 def _run(tmp_path, text: str, inputs: dict[str, np.ndarray], layer: str, opencv: bool = True):

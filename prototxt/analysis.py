@@ -249,7 +249,7 @@ def layer_params(node: Node, bottoms: list[Shape | None], channels: Mapping[str,
     if weights is not None and node.name in weights.blobs:
         return sum(int(a.size) for a in weights.blobs[node.name])
     if entry is None:
-        return None if node.type != "Python" else 0
+        return None  # a type posebridge does not know: its blobs are unknown
     if not entry.blob_names:
         return 0
     expected = expected_blob_shapes(node, bottoms)

@@ -1,6 +1,7 @@
 """The HTML report in headless Chromium: no console errors, one SVG node per visible layer, the
 parameters on hover, groups that fold, a table that sorts and filters, and screenshots kept as
-test artifacts (their paths are printed; run with ``-s`` to see them).
+test artifacts (their paths are printed; run with ``-s`` to see them). Screenshots go to
+``$POSEBRIDGE_TEST_ARTIFACTS`` when set (kept after the run), else to the test's tmp_path.
 
 Skipped when no Chromium/Chrome binary is found (``apt-get install chromium``, or point
 ``$POSEBRIDGE_CHROMIUM`` at one).
@@ -9,6 +10,7 @@ Skipped when no Chromium/Chrome binary is found (``apt-get install chromium``, o
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import cv2
@@ -58,6 +60,13 @@ def _write_report(analysis: NetAnalysis, tmp_path: Path, name: str) -> Path:
     return page
 
 
+def _artifact(tmp_path: Path, name: str) -> Path:
+    """Where a screenshot goes: ``$POSEBRIDGE_TEST_ARTIFACTS`` if set, else the test's tmp_path."""
+    folder = Path(os.environ.get("POSEBRIDGE_TEST_ARTIFACTS") or tmp_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / name
+
+
 def _open(browser: str, page: Path, tmp_path: Path, **kwargs) -> ChromiumPage:
     return ChromiumPage(browser, page, tmp_path / "profile", **kwargs)
 
@@ -78,7 +87,7 @@ def test_report_draws_every_visible_layer(browser, tmp_path, name):
         chromium.wait_for(DRAWN)
         drawn = chromium.evaluate(LAYER_NODES)
         errors = chromium.evaluate("document.body.dataset.reportErrors || ''")
-        png = chromium.screenshot(tmp_path / f"report-{name}.png")
+        png = chromium.screenshot(_artifact(tmp_path, f"report-{name}.png"))
         problems = list(chromium.problems)
     print(f"\nscreenshot of the {name} report: {png}")
     assert problems == [] and errors == ""
@@ -117,7 +126,7 @@ def test_groups_fold_and_unfold(browser, tmp_path):
         top_level = [g for g in analysis.groups if g.parent is None]
         assert chromium.evaluate("document.body.dataset.graphGroups") == str(len(top_level))
         assert chromium.evaluate(LAYER_NODES) == []  # every COCO layer sits in a group
-        png = chromium.screenshot(tmp_path / "report-coco-folded.png")
+        png = chromium.screenshot(_artifact(tmp_path, "report-coco-folded.png"))
         print(f"\nscreenshot of the folded COCO report: {png}")
         assert _fill_pixels(png, "group") > 500
         # unfold stage 2: its own layer and its branches' layers appear, the other groups stay folded

@@ -372,7 +372,7 @@
   function weightsSection(parent, layer) {
     if (!layer.weights) { return; }
     layer.weights.forEach(function (w) {
-      htmlEl("h4", "weights: " + w.blob + " " + shapeText(w.shape), parent);
+      htmlEl("h4", "caffemodel blob: " + w.blob + " " + shapeText(w.shape), parent);
       var fmt = function (v) { return v === null ? "-" : Number(v).toPrecision(4); };
       keyValueTable(parent, [["mean", fmt(w.mean)], ["std", fmt(w.std)], ["min", fmt(w.min)], ["max", fmt(w.max)],
                              ["zeros", (100 * w.zero_fraction).toFixed(1) + "%"]]);

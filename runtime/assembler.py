@@ -28,6 +28,7 @@ Arithmetic is float32 like OpenPose's (``T = float``), with the same summation o
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -94,6 +95,7 @@ def resolve_defaults(skeleton: Skeleton, maximize_positives: bool = False, **giv
     return resolved
 
 
+@functools.lru_cache(maxsize=16)
 def _allowed_failures(inter_min_above_threshold: float) -> np.ndarray:
     """For n samples, the most samples that may fail while count / n > the threshold (float32);
     -1 when even n of n does not pass. Indexed by n (0..MAX_SAMPLES)."""
@@ -149,14 +151,19 @@ def score_pairs(a_xy: np.ndarray, b_xy: np.ndarray, channel_x: np.ndarray, chann
     stepx, stepy = dx / samples.astype(np.float32), dy / samples.astype(np.float32)
     threshold = np.float32(inter_threshold)
 
-    # Cheap rejection: if more samples fail than the 0.95 rule allows among two probes, the pair
-    # is rejected whatever the other samples hold (the result is the same as sampling them all).
-    allowed = _allowed_failures(inter_min_above_threshold)[samples]
-    probe_fail = np.zeros(count, dtype=np.int64)
+    # Cheap rejection: a pair with more failing samples than the kept-fraction rule allows is
+    # rejected whatever its other samples hold, so probing one or two samples (the middle, then
+    # a quarter of the way) and dropping such pairs gives the same result as sampling them all.
+    allowed = _allowed_failures(float(inter_min_above_threshold))[samples]
+    candidates = np.flatnonzero(live & (allowed >= 0))
+    failed = np.zeros(count, dtype=np.int64)
     for probe in (samples // 2, samples // 4):
-        dots = _sample_dots(ax, ay, stepx, stepy, ux, uy, channel_x, channel_y, probe, pafs_flat, height, width)
-        probe_fail += ~(dots > threshold)
-    survivors = np.flatnonzero(live & (probe_fail <= allowed))
+        c = candidates
+        dots = _sample_dots(ax[c], ay[c], stepx[c], stepy[c], ux[c], uy[c], channel_x[c], channel_y[c], probe[c],
+                            pafs_flat, height, width)
+        failed[c] += ~(dots > threshold)
+        candidates = c[(failed[c] > 0) & (failed[c] <= allowed[c])]  # failed once, may still pass
+    survivors = np.flatnonzero(live & (failed <= allowed))
     if not len(survivors):
         return scores
 
@@ -188,56 +195,48 @@ def score_limb(peaks_a: np.ndarray, peaks_b: np.ndarray, paf_x: np.ndarray, paf_
     return score_pairs(a, b, zeros, zeros + 1, pafs, inter_threshold, inter_min_above_threshold).reshape(n_a, n_b)
 
 
-def _all_limb_scores(peaks: Sequence[np.ndarray], pafs: np.ndarray, skeleton: Skeleton,
-                     inter_threshold: float, inter_min_above_threshold: float) -> list[np.ndarray | None]:
-    """Per limb type, (nA, nB) scores (None when a side has no peaks), all limbs in one batch."""
-    a_parts, b_parts, channels_x, channels_y, shapes = [], [], [], [], []
-    for limb_index, (part_a, part_b) in enumerate(skeleton.limbs):
-        n_a, n_b = len(peaks[part_a]), len(peaks[part_b])
-        shapes.append((n_a, n_b))
-        if not n_a or not n_b:
-            continue
-        a_parts.append(np.repeat(peaks[part_a][:, :2], n_b, axis=0))
-        b_parts.append(np.tile(peaks[part_b][:, :2], (n_a, 1)))
-        cx, cy = skeleton.paf_channels[limb_index]
-        channels_x.append(np.full(n_a * n_b, cx, dtype=np.int64))
-        channels_y.append(np.full(n_a * n_b, cy, dtype=np.int64))
-    if a_parts:
-        flat = score_pairs(np.concatenate(a_parts), np.concatenate(b_parts), np.concatenate(channels_x),
-                           np.concatenate(channels_y), pafs, inter_threshold, inter_min_above_threshold)
-    else:
-        flat = np.zeros(0, dtype=np.float32)
-    out: list[np.ndarray | None] = []
-    start = 0
-    for n_a, n_b in shapes:
-        if not n_a or not n_b:
-            out.append(None)
-            continue
-        out.append(flat[start:start + n_a * n_b].reshape(n_a, n_b))
-        start += n_a * n_b
+def _all_connections(peaks: Sequence[np.ndarray], pafs: np.ndarray, skeleton: Skeleton,
+                     inter_threshold: float, inter_min_above_threshold: float) -> list[list | None]:
+    """Per limb type, the greedy connections [(i, j, score)] (None when a side has no peaks).
+
+    All pairs of all limb types are scored in one batch; per limb type the pairs scoring > 1e-6
+    are taken by (score, i, j) descending (OpenPose sorts (score, i, j) tuples with
+    std::greater), each i and j once, until min(nA, nB) connections are made.
+    """
+    limbs = skeleton.limbs
+    sizes = [(len(peaks[a]), len(peaks[b])) for a, b in limbs]
+    blocks = [(limb, n_a, n_b) for limb, (n_a, n_b) in enumerate(sizes) if n_a and n_b]
+    out: list[list | None] = [None if not (n_a and n_b) else [] for n_a, n_b in sizes]
+    if not blocks:
+        return out
+    counts = np.array([n_a * n_b for _, n_a, n_b in blocks])
+    limb_of_pair = np.repeat(np.array([limb for limb, _, _ in blocks]), counts)
+    index_a = np.concatenate([np.repeat(np.arange(n_a), n_b) for _, n_a, n_b in blocks])
+    index_b = np.concatenate([np.tile(np.arange(n_b), n_a) for _, n_a, n_b in blocks])
+    a_xy = np.concatenate([np.repeat(peaks[limbs[limb][0]][:, :2], n_b, axis=0) for limb, _, n_b in blocks])
+    b_xy = np.concatenate([np.tile(peaks[limbs[limb][1]][:, :2], (n_a, 1)) for limb, n_a, _ in blocks])
+    channels = np.array(skeleton.paf_channels, dtype=np.int64)[limb_of_pair]
+    scores = score_pairs(a_xy, b_xy, channels[:, 0], channels[:, 1], pafs, inter_threshold,
+                         inter_min_above_threshold).astype(np.float64)
+    live = np.flatnonzero(scores > MIN_CONNECTION_SCORE)
+    order = live[np.lexsort((-index_b[live], -index_a[live], -scores[live], limb_of_pair[live]))]
+    limb_sorted = limb_of_pair[order]
+    bounds = np.searchsorted(limb_sorted, np.arange(len(limbs) + 1))
+    order_i, order_j, order_s = index_a[order].tolist(), index_b[order].tolist(), scores[order].tolist()
+    for limb, n_a, n_b in blocks:
+        limit = min(n_a, n_b)
+        used_a, used_b = set(), set()
+        chosen = out[limb]
+        for k in range(bounds[limb], bounds[limb + 1]):
+            i, j = order_i[k], order_j[k]
+            if i in used_a or j in used_b:
+                continue
+            chosen.append((i, j, order_s[k]))
+            if len(chosen) == limit:
+                break
+            used_a.add(i)
+            used_b.add(j)
     return out
-
-
-def _greedy_connections(scores: np.ndarray) -> list[tuple[int, int, float]]:
-    """Pairs scoring > 1e-6 by (score, i, j) descending, each i and j once, at most min(nA, nB)."""
-    i_all, j_all = np.nonzero(scores.astype(np.float64) > MIN_CONNECTION_SCORE)
-    if not len(i_all):
-        return []
-    values = scores[i_all, j_all].astype(np.float64)
-    order = np.lexsort((-j_all, -i_all, -values))
-    limit = min(scores.shape)
-    used_a, used_b = set(), set()
-    connections = []
-    for index in order:
-        i, j = int(i_all[index]), int(j_all[index])
-        if i in used_a or j in used_b:
-            continue
-        connections.append((i, j, float(values[index])))
-        if len(connections) == limit:
-            break
-        used_a.add(i)
-        used_b.add(j)
-    return connections
 
 
 class _People:
@@ -268,13 +267,11 @@ class _People:
         if old >= 0:
             self.holders[(part, old)].remove(person)
         self.rows[person][part] = peak
-        holders = self.holders.setdefault((part, peak), [])
-        holders.append(person)
-        holders.sort()
+        self.holders.setdefault((part, peak), []).append(person)
 
     def first_holder(self, part: int, peak: int) -> int | None:
         holders = self.holders.get((part, peak))
-        return holders[0] if holders else None
+        return min(holders) if holders else None
 
 
 def assemble(peaks: Sequence[np.ndarray], pafs: np.ndarray, skeleton: Skeleton, *,
@@ -302,15 +299,14 @@ def assemble(peaks: Sequence[np.ndarray], pafs: np.ndarray, skeleton: Skeleton, 
         raise ShapeError(f"assemble: PAFs of shape {pafs.shape}, expected ({skeleton.paf_count}, H, W) for {skeleton.name}")
     peaks = [np.asarray(p, dtype=np.float32).reshape(-1, 3) for p in peaks]
     rules = connector_rules(skeleton)
-    limb_scores = _all_limb_scores(peaks, pafs, skeleton, thresholds["inter_threshold"],
-                                   thresholds["inter_min_above_threshold"])
+    all_connections = _all_connections(peaks, pafs, skeleton, thresholds["inter_threshold"],
+                                       thresholds["inter_min_above_threshold"])
     people = _People(part_count)
     for limb_index, (part_a, part_b) in enumerate(skeleton.limbs):
-        scores = limb_scores[limb_index]
-        if scores is None:
+        connections = all_connections[limb_index]
+        if connections is None:
             _add_unmatched(people, peaks, part_a, part_b, rules)
             continue
-        connections = _greedy_connections(scores)
         if not connections:
             continue
         if limb_index == 0:
@@ -351,24 +347,26 @@ def _add_unmatched(people: _People, peaks: Sequence[np.ndarray], part_a: int, pa
 def _keep_people(people: _People, peaks: Sequence[np.ndarray], rules: ConnectorRules, thresholds: dict,
                  max_people: int, maximize_positives: bool, scale: float) -> list[Person]:
     """removePeopleBelowThresholds + peopleVectorToPeopleArray."""
+    if not people.rows:
+        return []
+    rows = np.array(people.rows, dtype=np.int64)
+    counts = np.array(people.counts, dtype=np.int64)
     uncounted = () if maximize_positives else rules.uncounted_parts
+    if uncounted:
+        counts = counts - (rows[:, list(uncounted)] >= 0).sum(axis=1)
+    scores = np.array(people.scores, dtype=np.float32)
     min_count = int(thresholds["min_subset_cnt"])
-    min_score = np.float32(thresholds["min_subset_score"])
-    scale32 = np.float32(scale)
-    kept: list[Person] = []
-    for row, count, score in zip(people.rows, people.counts, people.scores):
-        if len(kept) >= max_people:
-            break
-        count -= sum(1 for part in uncounted if row[part] >= 0)
-        if count < min_count:
-            continue
-        with np.errstate(divide="ignore", invalid="ignore"):
-            if not np.float32(score) / np.float32(count) >= min_score:
-                continue
-        keypoints = np.zeros((people.part_count, 3), dtype=np.float32)
-        for part, peak in enumerate(row):
-            if peak >= 0:
-                x, y, peak_score = peaks[part][peak]
-                keypoints[part] = (x * scale32, y * scale32, peak_score)
-        kept.append(Person(keypoints=keypoints, score=float(score), part_count=int(sum(p >= 0 for p in row))))
-    return kept
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean = scores / counts.astype(np.float32)
+    keep = np.flatnonzero((counts >= min_count) & (mean >= np.float32(thresholds["min_subset_score"])))[:max_people]
+    if not len(keep):
+        return []
+    # All peaks in one table: part p's peak i is row starts[p] + i.
+    table = np.concatenate([np.zeros((1, 3), np.float32), *peaks])
+    starts = np.cumsum([1] + [len(p) for p in peaks[:-1]])
+    kept_rows = rows[keep]
+    found = kept_rows >= 0
+    keypoints = np.where(found[..., None], table[np.where(found, kept_rows + starts, 0)], np.float32(0))
+    keypoints[..., :2] *= np.float32(scale)
+    return [Person(keypoints=keypoints[n], score=float(scores[index]), part_count=int(found[n].sum()))
+            for n, index in enumerate(keep)]

@@ -21,6 +21,8 @@ those candidates only. The map's frame is checked separately (see _candidates).
 
 from __future__ import annotations
 
+import functools
+
 import cv2
 import numpy as np
 
@@ -81,6 +83,7 @@ def _candidates(stacked: np.ndarray, threshold: np.float32) -> tuple[np.ndarray,
     return rows[sub_y] + 1, xs + 1
 
 
+@functools.lru_cache(maxsize=32)
 def _frame_ring_pixels(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
     """(ys, xs) of the pixels on the map's outer frame that the ring rule may make peaks."""
     frame = {(y, x) for y in (0, height - 1) for x in range(width)}

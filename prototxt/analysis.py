@@ -496,12 +496,9 @@ def analyze(graph: Graph, *, input_size: tuple[int, int] | None = None,
         tops = [shapes.get(t) for t in node.tops]
         if node.type == "Input":
             tops = [input_shapes.get(t) for t in node.caffe_tops]
-        try:
-            params = layer_params(node, bottoms, channels, weights)
-        except ShapeError as error:
-            warnings.append(str(error))
-            params = None
-        rf = layer_receptive_field(node, [fields.get(b) for b in node.bottoms], bottoms)
+        params = _guarded(warnings, layer_params, node, bottoms, channels, weights)
+        macs = _guarded(warnings, layer_macs, node, bottoms, tops)
+        rf = _guarded(warnings, layer_receptive_field, node, [fields.get(b) for b in node.bottoms], bottoms)
         for top in node.tops:
             fields[top] = rf
         stats = None
@@ -512,7 +509,7 @@ def analyze(graph: Graph, *, input_size: tuple[int, int] | None = None,
         rows.append(LayerAnalysis(
             index=position, name=node.name, type=node.type, category=node.category,
             group=group_of.get(node.name), bottoms=node.caffe_bottoms, tops=node.caffe_tops,
-            output_shapes=tuple(tops), params=params, macs=layer_macs(node, bottoms, tops),
+            output_shapes=tuple(tops), params=params, macs=macs,
             activation_bytes=activation_bytes(tops), receptive_field=rf, in_place=node.in_place,
             folded_into=hosts.get(node.name), opaque=node.opaque,
             settings={} if node.opaque and not node.known else layer_settings(node),
@@ -520,7 +517,8 @@ def analyze(graph: Graph, *, input_size: tuple[int, int] | None = None,
 
     groups = []
     for name, label, parent in group_order:
-        members = [r for r in rows if r.group == name or (r.group or "").startswith(f"{name}_")]
+        inside = {name} | {child for child, _, child_parent in group_order if child_parent == name}
+        members = [r for r in rows if r.group in inside]
         groups.append(GroupAnalysis(name=name, label=label, parent=parent,
                                     layers=tuple(r.name for r in rows if r.group == name),
                                     totals=Totals.of(members)))
@@ -528,7 +526,16 @@ def analyze(graph: Graph, *, input_size: tuple[int, int] | None = None,
         graph=graph, input_shapes=input_shapes, input_note=input_note, layers=tuple(rows),
         groups=tuple(groups), totals=Totals.of(rows), structure=structure,
         weights_source=weights.source if weights is not None else None,
-        warnings=[*graph.warnings, *warnings])
+        warnings=list(dict.fromkeys([*graph.warnings, *warnings])))  # each warning once
+
+
+def _guarded(warnings: list[str], compute, node: Node, *args):
+    """``compute(node, *args)``, or None with a warning when the layer's parameters are invalid."""
+    try:
+        return compute(node, *args)
+    except ShapeError as error:
+        warnings.append(f"layer '{node.name}': {error.detail}")
+        return None
 
 
 def fraction_value(value: Fraction) -> int | float:

@@ -226,6 +226,17 @@ layer { name: "c" type: "Convolution" bottom: "data" top: "c" convolution_param 
     assert a.totals.unknown_macs == 1 and any("shapes unknown" in w for w in a.warnings)
 
 
+def test_invalid_layer_parameters_still_give_an_analysis(tmp_path):
+    a = _analyze(tmp_path, """
+layer { name: "c" type: "Convolution" bottom: "data" top: "c" convolution_param { num_output: 2 kernel_size: 0 } }
+layer { name: "r" type: "ReLU" bottom: "c" top: "r" }
+""", {"data": (1, 3, 32, 32)})
+    row = a.layer("c")
+    assert (row.params, row.macs, row.receptive_field, row.output_shapes) == (None, None, None, (None,))
+    assert a.layer("r").receptive_field is None
+    assert len([w for w in a.warnings if "kernel (0, 0)" in w]) == 2  # shapes, then the layer itself
+
+
 # ----------------------------------------------------------------------------- weights
 
 def test_weight_statistics_and_flags(tmp_path):

@@ -22,6 +22,7 @@ those candidates only. The map's frame is checked separately (see _candidates).
 from __future__ import annotations
 
 import functools
+import threading
 
 import cv2
 import numpy as np
@@ -38,6 +39,20 @@ _KERNEL_3X3 = np.ones((3, 3), np.uint8)
 _SMALL = 4
 #: More 8-bit candidates than this (flat maps) and the float32 dilation is used instead.
 _MAX_QUANTISED_CANDIDATES = 20000
+
+
+_WORKSPACE = threading.local()
+
+
+def _buffer(name: str, shape: tuple[int, int]) -> np.ndarray:
+    """A reusable uint8 work array of this thread (fresh large arrays cost page faults each call)."""
+    buffers = getattr(_WORKSPACE, "buffers", None)
+    if buffers is None:
+        buffers = _WORKSPACE.buffers = {}
+    array = buffers.get(name)
+    if array is None or array.shape != shape:
+        array = buffers[name] = np.empty(shape, dtype=np.uint8)
+    return array
 
 
 def _candidates_dilated(stacked: np.ndarray, threshold: np.float32) -> tuple[np.ndarray, np.ndarray]:
@@ -67,15 +82,17 @@ def _candidates(stacked: np.ndarray, threshold: np.float32) -> tuple[np.ndarray,
     low = float(cv2.reduce(stacked, 1, cv2.REDUCE_MIN).min())
     alpha = 254.0 / (high - low) if high > low else 1.0
     beta = 0.5 - low * alpha
-    quantised = cv2.convertScaleAbs(stacked, alpha=alpha, beta=beta)
+    inner = (total_rows - 2, width - 2)
+    quantised = cv2.convertScaleAbs(stacked, dst=_buffer("quantised", stacked.shape), alpha=alpha, beta=beta)
     q_threshold = int(cv2.convertScaleAbs(np.full((1, 1), threshold, np.float32), alpha=alpha, beta=beta)[0, 0])
-    horizontal = cv2.max(quantised[:, :-2], quantised[:, 2:])
+    horizontal = cv2.max(quantised[:, :-2], quantised[:, 2:], dst=_buffer("horizontal", (total_rows, width - 2)))
     cv2.max(horizontal, quantised[:, 1:-1], dst=horizontal)
-    local_max = cv2.max(horizontal[:-2], horizontal[2:])
+    local_max = cv2.max(horizontal[:-2], horizontal[2:], dst=_buffer("local_max", inner))
     cv2.max(local_max, horizontal[1:-1], dst=local_max)
     centre = quantised[1:-1, 1:-1]
-    mask = cv2.compare(centre, local_max, cv2.CMP_GE)
-    cv2.bitwise_and(mask, cv2.compare(centre, q_threshold, cv2.CMP_GE), dst=mask)
+    mask = cv2.compare(centre, local_max, cv2.CMP_GE, dst=_buffer("mask", inner))
+    above = cv2.compare(centre, q_threshold, cv2.CMP_GE, dst=local_max)  # local_max is no longer needed
+    cv2.bitwise_and(mask, above, dst=mask)
     if cv2.countNonZero(mask) > _MAX_QUANTISED_CANDIDATES:
         return _candidates_dilated(stacked, threshold)
     rows = np.flatnonzero(cv2.reduce(mask, 1, cv2.REDUCE_MAX).ravel())

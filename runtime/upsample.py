@@ -26,29 +26,36 @@ def _as_nchw(maps: np.ndarray, what: str) -> np.ndarray:
     return array.astype(np.float32, copy=False)
 
 
-def resize_maps(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+def resize_maps(maps: np.ndarray, size: tuple[int, int], *, out: np.ndarray | None = None) -> np.ndarray:
     """Cubic resize of (N, C, h, w) or (C, h, w) maps to size (H, W); float32, same rank as given.
 
     One cv2.resize call per channel, as OpenPose makes them: OpenCV's multi-channel path
     rounds differently (about 1e-6), which could move a peak on a plateau.
+    out: an optional C-contiguous float32 (N, C, H, W) array to write into (saves the page
+    faults of a fresh large array on every frame).
     """
     array = _as_nchw(maps, "resize_maps")
     height, width = size
     if height <= 0 or width <= 0:
         raise ShapeError(f"resize_maps: target size {size} must be positive")
     batch, channels = array.shape[:2]
-    out = np.empty((batch, channels, height, width), dtype=np.float32)
+    if out is None:
+        out = np.empty((batch, channels, height, width), dtype=np.float32)
+    elif out.shape != (batch, channels, height, width) or out.dtype != np.float32 or not out.flags.c_contiguous:
+        raise ShapeError(f"resize_maps: out must be a C-contiguous float32 array of shape "
+                         f"{(batch, channels, height, width)}, got {out.dtype} {out.shape}")
     for n in range(batch):
         for c in range(channels):
             cv2.resize(array[n, c], (width, height), dst=out[n, c], interpolation=cv2.INTER_CUBIC)
     return out if np.ndim(maps) == 4 else out[0]
 
 
-def upsample_net_output(maps: np.ndarray, stride: int = NET_STRIDE) -> np.ndarray:
-    """Net output (N, C, h, w) -> (N, C, h*stride, w*stride) float32, cubic (OpenPose's x8)."""
+def upsample_net_output(maps: np.ndarray, stride: int = NET_STRIDE, *, out: np.ndarray | None = None) -> np.ndarray:
+    """Net output (N, C, h, w) -> (N, C, h*stride, w*stride) float32, cubic (OpenPose's x8);
+    out as in resize_maps (always 4-D)."""
     array = _as_nchw(maps, "upsample_net_output")
     height, width = array.shape[-2:]
-    out = resize_maps(array, (height * stride, width * stride))
+    out = resize_maps(array, (height * stride, width * stride), out=out)
     return out if np.ndim(maps) == 4 else out[0]
 
 

@@ -99,6 +99,11 @@ def test_resize_is_opencv_per_channel_cubic_and_scales_average():
             want = cv2.resize(maps[n, c], (56, 48), interpolation=cv2.INTER_CUBIC)
             np.testing.assert_array_equal(up[n, c], want)
     assert resize_maps(maps[0], (10, 11)).shape == (5, 10, 11)
+    reused = np.empty((2, 5, 48, 56), np.float32)
+    assert upsample_net_output(maps, out=reused) is reused
+    np.testing.assert_array_equal(reused, up)
+    with pytest.raises(ShapeError):
+        upsample_net_output(maps, out=np.empty((2, 5, 48, 55), np.float32))
     small = rng.standard_normal((1, 5, 4, 5)).astype(np.float32)
     merged = average_scales([maps[:1], small])
     want = (resize_maps(maps[:1], (48, 56)) + resize_maps(small, (48, 56))) / np.float32(2)

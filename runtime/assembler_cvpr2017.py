@@ -80,29 +80,31 @@ def _connections(peaks_a: np.ndarray, peaks_b: np.ndarray, paf_x: np.ndarray, pa
                  thre2: float, mid_num: int, min_above_fraction: float, image_height: float) -> list[tuple[int, int, float]]:
     """The demo's scored and greedily selected connections of one limb type: (i, j, score)."""
     height, width = paf_x.shape
-    candidates = []
+    n_a, n_b = len(peaks_a), len(peaks_b)
+    i_all, j_all = np.repeat(np.arange(n_a), n_b), np.tile(np.arange(n_b), n_a)  # the demo's loop order
+    a = peaks_a[i_all, :2].astype(np.float64)
+    b = peaks_b[j_all, :2].astype(np.float64)
+    vector = b - a
+    norm = np.hypot(vector[:, 0], vector[:, 1])
+    live = norm > 0  # the demo divides by zero for coincident peaks: NaN scores, rejected
+    safe = np.where(live, norm, 1.0)
     t = np.linspace(0.0, 1.0, mid_num)
-    for i, (ax, ay, _) in enumerate(peaks_a.astype(np.float64)):
-        for j, (bx, by, _) in enumerate(peaks_b.astype(np.float64)):
-            vx, vy = bx - ax, by - ay
-            norm = float(np.hypot(vx, vy))
-            if norm == 0:
-                continue  # the demo divides by zero here and rejects the pair (NaN scores)
-            xs = np.clip(_round_half_away(ax + t * vx), 0, width - 1)
-            ys = np.clip(_round_half_away(ay + t * vy), 0, height - 1)
-            dots = paf_x[ys, xs] * (vx / norm) + paf_y[ys, xs] * (vy / norm)
-            score = float(dots.sum() / len(dots)) + min(0.5 * image_height / norm - 1.0, 0.0)
-            if np.count_nonzero(dots > thre2) > min_above_fraction * len(dots) and score > 0:
-                candidates.append((i, j, score))
-    candidates.sort(key=lambda c: c[2], reverse=True)
+    xs = np.clip(_round_half_away(a[:, :1] + t * vector[:, :1]), 0, width - 1)
+    ys = np.clip(_round_half_away(a[:, 1:] + t * vector[:, 1:]), 0, height - 1)
+    dots = paf_x[ys, xs] * (vector[:, :1] / safe[:, None]) + paf_y[ys, xs] * (vector[:, 1:] / safe[:, None])
+    scores = dots.sum(axis=1) / mid_num + np.minimum(0.5 * image_height / safe - 1.0, 0.0)
+    passed = live & ((dots > thre2).sum(axis=1) > min_above_fraction * mid_num) & (scores > 0)
+    candidates = np.flatnonzero(passed)
+    candidates = candidates[np.argsort(-scores[candidates], kind="stable")]  # Python's stable sorted()
     chosen, used_a, used_b = [], set(), set()
-    for i, j, score in candidates:
+    for k in candidates:
+        i, j = int(i_all[k]), int(j_all[k])
         if i in used_a or j in used_b:
             continue
-        chosen.append((i, j, score))
+        chosen.append((i, j, float(scores[k])))
         used_a.add(i)
         used_b.add(j)
-        if len(chosen) >= min(len(peaks_a), len(peaks_b)):
+        if len(chosen) >= min(n_a, n_b):
             break
     return chosen
 

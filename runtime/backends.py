@@ -8,7 +8,6 @@ without being told.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -105,23 +104,22 @@ def _family_of_graph(graph, caffemodel: str | None) -> ModelFamily:
 
 
 def family_from_onnx(path: str) -> ModelFamily:
-    """The model family recorded in a posebridge ONNX file's metadata."""
-    import onnx
+    """The model family recorded in a posebridge ONNX file's metadata (see converter.onnx_metadata)."""
+    from posebridge.converter import onnx_metadata as meta
+    from posebridge.converter.model_family import UNKNOWN
 
-    model = onnx.load(path, load_external_data=False)
-    props = {p.key: p.value for p in model.metadata_props}
-    name = props.get("posebridge.family") or props.get("family")
+    values = meta.read_onnx_metadata(path)
+    name = values.get(meta.FAMILY)
     if not name:
-        raise PosebridgeError("ONNX file carries no posebridge model family metadata; export it with "
-                              "posebridge convert --onnx", file=path)
-    channels = json.loads(props.get("posebridge.channels") or props.get("channels") or "{}")
-    from posebridge.converter.model_family import SKELETON, UNKNOWN
-
-    skeleton = props.get("posebridge.skeleton") or SKELETON.get(name)
-    return ModelFamily(name, "onnx metadata", skeleton if name != UNKNOWN else None, None,
-                       int(props.get("posebridge.stages", 0) or 0),
-                       tuple(channels["heatmaps"]) if channels.get("heatmaps") else None,
-                       tuple(channels["pafs"]) if channels.get("pafs") else None)
+        raise PosebridgeError("the ONNX file carries no posebridge model family; export it with "
+                              "posebridge convert --onnx, or name the skeleton with --skeleton", file=path)
+    channels = values.get(meta.CHANNELS) or {}
+    return ModelFamily(
+        name, values.get(meta.FAMILY_EVIDENCE, "onnx metadata"),
+        values.get(meta.SKELETON) if name != UNKNOWN else None, values.get(meta.STAGE_LAYOUT),
+        int(values.get(meta.STAGES, 0) or 0),
+        tuple(channels["heatmaps"]) if channels.get("heatmaps") else None,
+        tuple(channels["pafs"]) if channels.get("pafs") else None)
 
 
 def open_backend(model: str | os.PathLike, *, prototxt: str | os.PathLike | None = None,

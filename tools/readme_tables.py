@@ -41,7 +41,18 @@ def skeletons_table() -> str:
     return "\n".join(rows)
 
 
+def commands_table() -> str:
+    """Markdown table of the ``posebridge`` subcommands and what each does."""
+    from posebridge.tools.cli import _command_modules
+
+    rows = ["| command | what it does |", "|---|---|"]
+    for module in _command_modules():
+        rows.append(f"| `posebridge {module.NAME}` | {module.HELP} |")
+    return "\n".join(rows)
+
+
 TABLES: dict[str, Callable[[], str]] = {
+    "commands": commands_table,
     "supported-layers": supported_layers_table,
     "skeletons": skeletons_table,
 }

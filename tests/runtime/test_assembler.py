@@ -296,3 +296,12 @@ def test_cvpr2017_peaks():
     got = find_peaks_cvpr2017(maps)[0]
     np.testing.assert_array_equal(got[:, :2], [[30, 0], [10, 20], [11, 20]])
     np.testing.assert_array_equal(got[:, 2], [5.0, 5.0, 5.0])
+
+
+def test_benchmark_tool_runs_a_small_case():
+    from posebridge.tools import bench_postprocess
+
+    row = bench_postprocess.bench_case("COCO", 2, (96, 160), repeats=1)
+    assert row["found"] == 2
+    table = bench_postprocess.format_table([row])
+    assert "COCO" in table and "peaks+assembly" in table

@@ -382,3 +382,25 @@ def test_opencv_layer_names_follow_tops_and_types(tmp_path) -> None:
     # a layer OpenCV does not keep is skipped with a reason
     found, skipped = opencv_layer_names(graph, {"b": "Convolution", "a": "Pooling"})
     assert "b_relu" not in found and "OpenCV" in skipped["b_relu"]
+
+
+# ----------------------------------------------------------------------------- benchmark script
+
+
+def test_bench_script_runs_on_a_small_net(small_net, tmp_path, capsys) -> None:
+    """The benchmark (a script, not a timed test) still runs end to end and writes its figures."""
+    from posebridge.tools import bench_convert
+
+    prototxt, caffemodel = small_net
+    out_json = tmp_path / "bench.json"
+    assert bench_convert.main(["--prototxt", str(prototxt), "--caffemodel", str(caffemodel), "--size", "13x11",
+                               "--repeats", "1", "--threads", "1", "--json", str(out_json)]) == 0
+    printed = capsys.readouterr().out
+    assert "caffemodel -> ready module" in printed and "OpenCV dnn, fusion off" in printed
+    figures = json.loads(out_json.read_text())
+    conversion, forward = figures["conversion"], figures["forward"]
+    assert conversion["parameters"] == sum(a.size for arrays in _blobs(np.random.default_rng(7)).values()
+                                           for a in arrays)
+    assert conversion["peak_rss_mb"] >= conversion["baseline_rss_mb"] > 0
+    assert forward["input"] == [1, 3, 13, 11] and forward["output_shape"][0] == 1
+    assert forward["max_rel_vs_opencv_fusion_off"] <= TOLERANCE

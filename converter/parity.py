@@ -215,8 +215,7 @@ def seeded_inputs(shapes: Mapping[str, Shape], seed: int) -> dict[str, np.ndarra
     return {name: rng.uniform(low, high, size=shape).astype(np.float32) for name, shape in shapes.items()}
 
 
-def run_converted(model: CaffeNet, graph: Graph, inputs: Mapping[str, np.ndarray],
-                  versions: Sequence[str]) -> dict[str, np.ndarray]:
+def run_converted(model: CaffeNet, inputs: Mapping[str, np.ndarray], versions: Sequence[str]) -> dict[str, np.ndarray]:
     """Our blob versions ``versions`` for ``inputs`` (float32 numpy)."""
     tensors = {name: torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)) for name, array in inputs.items()}
     with torch.no_grad():
@@ -302,7 +301,7 @@ def compare(prototxt: str | os.PathLike, caffemodel: str | os.PathLike, *,
     for inputs, ref in zip(runs, references):
         report.reference = ref.label
         label = ", ".join(shape_text(a.shape) for a in inputs.values())
-        ours = run_converted(model, graph, inputs, versions)
+        ours = run_converted(model, inputs, versions)
         report.input_shapes.append(label)
         report.rows.extend(_rows_for(graph, label, ours, ref, tolerance))
         report.notes.extend(note for note in ref.notes if note not in report.notes)
@@ -325,10 +324,12 @@ def write_golden(path: str | os.PathLike, prototxt: str | os.PathLike, caffemode
     size = input_size if input_size else default_size(graph)
     inputs = seeded_inputs(graph.input_shapes(size, batch), seed)
     outputs = next(iter(RUNNERS[reference](graph, prototxt, caffemodel, [inputs])))
+    names = {node.name for node in graph.nodes}  # not Caffe's own inserted Split layers
+    layers = {name: array for name, array in outputs.layers.items() if name in names}
     info = {"reference": outputs.label, "seed": seed, "prototxt": Path(prototxt).name,
             "caffemodel": Path(caffemodel).name, "input_shapes": {k: list(v.shape) for k, v in inputs.items()},
             "skipped": outputs.skipped, "notes": outputs.notes, **(meta or {})}
-    return save_golden(path, inputs, outputs.layers, info)
+    return save_golden(path, inputs, layers, info)
 
 
 # ----------------------------------------------------------------------------- table

@@ -196,82 +196,106 @@ def score_limb(peaks_a: np.ndarray, peaks_b: np.ndarray, paf_x: np.ndarray, paf_
 
 
 def _all_connections(peaks: Sequence[np.ndarray], pafs: np.ndarray, skeleton: Skeleton,
-                     inter_threshold: float, inter_min_above_threshold: float) -> list[list | None]:
-    """Per limb type, the greedy connections [(i, j, score)] (None when a side has no peaks).
+                     inter_threshold: float, inter_min_above_threshold: float) -> list[_Connections | None]:
+    """Per limb type, the greedy connections (None when a side has no peaks).
 
     All pairs of all limb types are scored in one batch; per limb type the pairs scoring > 1e-6
     are taken by (score, i, j) descending (OpenPose sorts (score, i, j) tuples with
     std::greater), each i and j once, until min(nA, nB) connections are made.
     """
-    limbs = skeleton.limbs
-    sizes = [(len(peaks[a]), len(peaks[b])) for a, b in limbs]
-    blocks = [(limb, n_a, n_b) for limb, (n_a, n_b) in enumerate(sizes) if n_a and n_b]
-    out: list[list | None] = [None if not (n_a and n_b) else [] for n_a, n_b in sizes]
-    if not blocks:
+    limbs = np.array(skeleton.limbs, dtype=np.int64).reshape(-1, 2)
+    peak_counts = np.array([len(p) for p in peaks], dtype=np.int64)
+    n_a, n_b = peak_counts[limbs[:, 0]], peak_counts[limbs[:, 1]]
+    out: list[_Connections | None] = [None if not (a and b) else _NO_CONNECTIONS for a, b in zip(n_a, n_b)]
+    sizes = n_a * n_b
+    total = int(sizes.sum())
+    if not total:
         return out
-    counts = np.array([n_a * n_b for _, n_a, n_b in blocks])
-    limb_of_pair = np.repeat(np.array([limb for limb, _, _ in blocks]), counts)
-    index_a = np.concatenate([np.repeat(np.arange(n_a), n_b) for _, n_a, n_b in blocks])
-    index_b = np.concatenate([np.tile(np.arange(n_b), n_a) for _, n_a, n_b in blocks])
-    a_xy = np.concatenate([np.repeat(peaks[limbs[limb][0]][:, :2], n_b, axis=0) for limb, _, n_b in blocks])
-    b_xy = np.concatenate([np.tile(peaks[limbs[limb][1]][:, :2], (n_a, 1)) for limb, n_a, _ in blocks])
+    # Every (limb, i, j) pair: i-major, j-minor within a limb, limbs in table order.
+    table = np.concatenate(peaks)[:, :2]
+    part_start = np.concatenate([[0], np.cumsum(peak_counts)[:-1]])
+    limb_of_pair = np.repeat(np.arange(len(limbs)), sizes)
+    rank = np.arange(total) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+    index_a, index_b = np.divmod(rank, n_b[limb_of_pair])
+    a_xy = table[part_start[limbs[limb_of_pair, 0]] + index_a]
+    b_xy = table[part_start[limbs[limb_of_pair, 1]] + index_b]
     channels = np.array(skeleton.paf_channels, dtype=np.int64)[limb_of_pair]
     scores = score_pairs(a_xy, b_xy, channels[:, 0], channels[:, 1], pafs, inter_threshold,
                          inter_min_above_threshold).astype(np.float64)
     live = np.flatnonzero(scores > MIN_CONNECTION_SCORE)
     order = live[np.lexsort((-index_b[live], -index_a[live], -scores[live], limb_of_pair[live]))]
     limb_sorted = limb_of_pair[order]
-    bounds = np.searchsorted(limb_sorted, np.arange(len(limbs) + 1))
-    order_i, order_j, order_s = index_a[order].tolist(), index_b[order].tolist(), scores[order].tolist()
-    for limb, n_a, n_b in blocks:
-        limit = min(n_a, n_b)
+    bounds = np.searchsorted(limb_sorted, np.arange(len(limbs) + 1)).tolist()
+    order_i, order_j = index_a[order].tolist(), index_b[order].tolist()
+    for limb in np.flatnonzero(sizes).tolist():
+        limit = int(min(n_a[limb], n_b[limb]))
         used_a, used_b = set(), set()
-        chosen = out[limb]
+        chosen = []
         for k in range(bounds[limb], bounds[limb + 1]):
             i, j = order_i[k], order_j[k]
             if i in used_a or j in used_b:
                 continue
-            chosen.append((i, j, order_s[k]))
+            chosen.append(k)
             if len(chosen) == limit:
                 break
             used_a.add(i)
             used_b.add(j)
+        if chosen:
+            picked = order[chosen]
+            out[limb] = _Connections(index_a[picked], index_b[picked], scores[picked])
     return out
 
 
+@dataclass(frozen=True)
+class _Connections:
+    """One limb type's chosen connections, in OpenPose's order: peak indices and float64 scores."""
+
+    a: np.ndarray
+    b: np.ndarray
+    score: np.ndarray
+
+
+_NO_CONNECTIONS = _Connections(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float64))
+_NONE = np.iinfo(np.int64).max  # "no person" in the first-holder tables
+
+
 class _People:
-    """OpenPose's peopleVector: per person a row of peak indices (-1: none), a count, a score;
-    plus an index from (part, peak) to the people holding it, in creation order."""
+    """OpenPose's peopleVector as arrays: per person a row of peak indices (-1: none), a count and
+    a float32 score; per part and peak, the first (lowest-index) person holding that peak."""
 
-    def __init__(self, part_count: int) -> None:
-        self.part_count = part_count
-        self.rows: list[list[int]] = []
-        self.counts: list[int] = []
-        self.scores: list[np.float32] = []
-        self.holders: dict[tuple[int, int], list[int]] = {}
+    def __init__(self, part_count: int, peak_counts: Sequence[int]) -> None:
+        self.rows = np.full((16, part_count), -1, dtype=np.int64)
+        self.counts = np.zeros(16, dtype=np.int64)
+        self.scores = np.zeros(16, dtype=np.float32)
+        self.size = 0
+        self.first = [np.full(n, _NONE, dtype=np.int64) for n in peak_counts]
 
-    def add(self, parts: dict[int, int], count: int, score: np.float32) -> None:
-        person = len(self.rows)
-        row = [-1] * self.part_count
-        for part, peak in parts.items():
-            row[part] = peak
-            self.holders.setdefault((part, peak), []).append(person)
-        self.rows.append(row)
-        self.counts.append(count)
-        self.scores.append(np.float32(score))
+    def append(self, parts: Sequence[tuple[int, np.ndarray]], count: int, scores: np.ndarray) -> None:
+        """New people, one per entry of scores, holding the given peaks of the given parts."""
+        added = len(scores)
+        if self.size + added > len(self.counts):
+            capacity = max(2 * len(self.counts), self.size + added)
+            self.rows = np.concatenate([self.rows, np.full((capacity - len(self.rows), self.rows.shape[1]), -1, np.int64)])
+            self.counts = np.concatenate([self.counts, np.zeros(capacity - len(self.counts), np.int64)])
+            self.scores = np.concatenate([self.scores, np.zeros(capacity - len(self.scores), np.float32)])
+        people = np.arange(self.size, self.size + added)
+        for part, peaks in parts:
+            self.rows[people, part] = peaks
+            np.minimum.at(self.first[part], peaks, people)
+        self.counts[people] = count
+        self.scores[people] = scores
+        self.size += added
 
-    def set_part(self, person: int, part: int, peak: int) -> None:
-        old = self.rows[person][part]
-        if old == peak:
-            return
-        if old >= 0:
-            self.holders[(part, old)].remove(person)
-        self.rows[person][part] = peak
-        self.holders.setdefault((part, peak), []).append(person)
-
-    def first_holder(self, part: int, peak: int) -> int | None:
-        holders = self.holders.get((part, peak))
-        return min(holders) if holders else None
+    def set_part(self, people: np.ndarray, part: int, peaks: np.ndarray) -> None:
+        """people[k] now holds peaks[k] for part (replacing what it held there)."""
+        old = self.rows[people, part]
+        self.rows[people, part] = peaks
+        first = self.first[part]
+        for person, peak in zip(people[(old >= 0) & (old != peaks)], old[(old >= 0) & (old != peaks)]):
+            if first[peak] == person:  # rare: a person loses the peak it was first to hold
+                holders = np.flatnonzero(self.rows[: self.size, part] == peak)
+                first[peak] = holders[0] if len(holders) else _NONE
+        np.minimum.at(first, peaks, people)
 
 
 def assemble(peaks: Sequence[np.ndarray], pafs: np.ndarray, skeleton: Skeleton, *,
@@ -301,36 +325,46 @@ def assemble(peaks: Sequence[np.ndarray], pafs: np.ndarray, skeleton: Skeleton, 
     rules = connector_rules(skeleton)
     all_connections = _all_connections(peaks, pafs, skeleton, thresholds["inter_threshold"],
                                        thresholds["inter_min_above_threshold"])
-    people = _People(part_count)
+    people = _People(part_count, [len(p) for p in peaks])
     for limb_index, (part_a, part_b) in enumerate(skeleton.limbs):
         connections = all_connections[limb_index]
         if connections is None:
             _add_unmatched(people, peaks, part_a, part_b, rules)
             continue
-        if not connections:
+        i, j = connections.a, connections.b
+        if not len(i):
             continue
+        score_a, score_b = peaks[part_a][i, 2], peaks[part_b][j, 2]
         if limb_index == 0:
-            for i, j, score in connections:
-                # float + float, then + the double connection score, stored as float.
-                total = np.float32(np.float64(peaks[part_a][i, 2] + peaks[part_b][j, 2]) + score)
-                people.add({part_a: i, part_b: j}, 2, total)
+            # float + float, then + the double connection score, stored as float.
+            totals = ((score_a + score_b).astype(np.float64) + connections.score).astype(np.float32)
+            people.append([(part_a, i), (part_b, j)], 2, totals)
         elif limb_index in rules.completing_limbs:
-            for i, j, _ in connections:
-                for person, row in enumerate(people.rows):
-                    if row[part_a] == i and row[part_b] < 0:
-                        people.set_part(person, part_b, j)
-                    elif row[part_b] == j and row[part_a] < 0:
-                        people.set_part(person, part_a, i)
+            # Each connection has its own i and j, so the people it completes are disjoint.
+            rows = people.rows[: people.size]
+            b_for_a = np.full(len(peaks[part_a]), -1, np.int64)
+            b_for_a[i] = j
+            a_for_b = np.full(len(peaks[part_b]), -1, np.int64)
+            a_for_b[j] = i
+            held_a, held_b = rows[:, part_a], rows[:, part_b]
+            gets_b = np.flatnonzero((held_a >= 0) & (held_b < 0))
+            gets_b = gets_b[b_for_a[held_a[gets_b]] >= 0]
+            gets_a = np.flatnonzero((held_a < 0) & (held_b >= 0))
+            gets_a = gets_a[a_for_b[held_b[gets_a]] >= 0]
+            new_b, new_a = b_for_a[held_a[gets_b]], a_for_b[held_b[gets_a]]
+            people.set_part(gets_b, part_b, new_b)
+            people.set_part(gets_a, part_a, new_a)
         else:
-            for i, j, score in connections:
-                score32 = np.float32(score)
-                person = people.first_holder(part_a, i)
-                if person is not None:
-                    people.set_part(person, part_b, j)
-                    people.counts[person] += 1
-                    people.scores[person] = np.float32(people.scores[person] + (peaks[part_b][j, 2] + score32))
-                else:
-                    people.add({part_a: i, part_b: j}, 2, peaks[part_a][i, 2] + peaks[part_b][j, 2] + score32)
+            # Each connection has its own i, so its person (the first holding A = i) is its own.
+            score32 = connections.score.astype(np.float32)
+            holder = people.first[part_a][i]
+            grows = holder != _NONE
+            persons = holder[grows]
+            people.set_part(persons, part_b, j[grows])
+            people.counts[persons] += 1
+            people.scores[persons] = people.scores[persons] + (score_b[grows] + score32[grows])
+            new = ~grows
+            people.append([(part_a, i[new]), (part_b, j[new])], 2, score_a[new] + score_b[new] + score32[new])
     return _keep_people(people, peaks, rules, thresholds, max_people, maximize_positives, scale)
 
 
@@ -338,23 +372,24 @@ def _add_unmatched(people: _People, peaks: Sequence[np.ndarray], part_a: int, pa
                    rules: ConnectorRules) -> None:
     """One side has no peaks: the other side's peaks become one-part people."""
     part = part_b if len(peaks[part_a]) == 0 else part_a
-    for peak in range(len(peaks[part])):
-        if rules.check_unmatched_taken and people.first_holder(part, peak) is not None:
-            continue
-        people.add({part: peak}, 1, peaks[part][peak, 2])
+    candidates = np.arange(len(peaks[part]))
+    if rules.check_unmatched_taken:
+        candidates = candidates[people.first[part] == _NONE]
+    if len(candidates):
+        people.append([(part, candidates)], 1, peaks[part][candidates, 2])
 
 
 def _keep_people(people: _People, peaks: Sequence[np.ndarray], rules: ConnectorRules, thresholds: dict,
                  max_people: int, maximize_positives: bool, scale: float) -> list[Person]:
     """removePeopleBelowThresholds + peopleVectorToPeopleArray."""
-    if not people.rows:
+    if not people.size:
         return []
-    rows = np.array(people.rows, dtype=np.int64)
-    counts = np.array(people.counts, dtype=np.int64)
+    rows = people.rows[: people.size]
+    counts = people.counts[: people.size]
     uncounted = () if maximize_positives else rules.uncounted_parts
     if uncounted:
         counts = counts - (rows[:, list(uncounted)] >= 0).sum(axis=1)
-    scores = np.array(people.scores, dtype=np.float32)
+    scores = people.scores[: people.size]
     min_count = int(thresholds["min_subset_cnt"])
     with np.errstate(divide="ignore", invalid="ignore"):
         mean = scores / counts.astype(np.float32)

@@ -44,14 +44,14 @@ _MAX_QUANTISED_CANDIDATES = 20000
 _WORKSPACE = threading.local()
 
 
-def _buffer(name: str, shape: tuple[int, int]) -> np.ndarray:
-    """A reusable uint8 work array of this thread (fresh large arrays cost page faults each call)."""
+def _buffer(name: str, shape: tuple[int, int], dtype: type = np.uint8) -> np.ndarray:
+    """A reusable work array of this thread (fresh large arrays cost page faults on every call)."""
     buffers = getattr(_WORKSPACE, "buffers", None)
     if buffers is None:
         buffers = _WORKSPACE.buffers = {}
     array = buffers.get(name)
-    if array is None or array.shape != shape:
-        array = buffers[name] = np.empty(shape, dtype=np.uint8)
+    if array is None or array.shape != shape or array.dtype != dtype:
+        array = buffers[name] = np.empty(shape, dtype=dtype)
     return array
 
 
@@ -69,35 +69,46 @@ def _candidates_dilated(stacked: np.ndarray, threshold: np.float32) -> tuple[np.
 def _candidates(stacked: np.ndarray, threshold: np.float32) -> tuple[np.ndarray, np.ndarray]:
     """(rows, xs) of a superset of the peaks of the stacked (C*H, W) map, away from its edges.
 
-    The map goes through a monotone 8-bit quantisation q (convertScaleAbs on a range made
-    non-negative), so value >= every neighbour implies q >= every neighbour, and value >
-    threshold implies q >= q(threshold). The 3x3 maximum of q costs four cheap 8-bit passes.
+    1. Only rows whose maximum exceeds the threshold can hold a peak: those rows and the rows
+       next to them are gathered (an active row keeps its true upper and lower neighbours).
+    2. They go through a monotone 8-bit quantisation q (convertScaleAbs on a range made
+       non-negative), so value >= every neighbour implies q >= every neighbour, and value >
+       threshold implies q >= q(threshold).
+    3. Candidates: q >= max(3x3 maximum of q, q(threshold)), a few cheap 8-bit passes.
     Too many candidates (flat 8-bit plateaus) fall back to the exact float32 dilation.
     """
     total_rows, width = stacked.shape
-    high = float(cv2.reduce(stacked, 1, cv2.REDUCE_MAX).max())
-    if not high > threshold:
+    row_max = cv2.reduce(stacked, 1, cv2.REDUCE_MAX).ravel()
+    active = np.flatnonzero(row_max > threshold)
+    if not len(active):
         empty = np.zeros(0, dtype=np.int64)
         return empty, empty
-    low = float(cv2.reduce(stacked, 1, cv2.REDUCE_MIN).min())
+    kept = np.zeros(total_rows + 2, dtype=bool)
+    kept[active] = kept[active + 1] = kept[active + 2] = True
+    gathered = np.flatnonzero(kept[1:-1])
+    rows_used = len(gathered)
+    if rows_used < 3:
+        return _candidates_dilated(stacked, threshold)
+    compact = np.take(stacked, gathered, axis=0, out=_buffer("rows", stacked.shape, np.float32)[:rows_used])
+    high = float(row_max[active].max())
+    low = float(cv2.reduce(compact, 1, cv2.REDUCE_MIN).min())
     alpha = 254.0 / (high - low) if high > low else 1.0
     beta = 0.5 - low * alpha
-    inner = (total_rows - 2, width - 2)
-    quantised = cv2.convertScaleAbs(stacked, dst=_buffer("quantised", stacked.shape), alpha=alpha, beta=beta)
+    quantised = cv2.convertScaleAbs(compact, dst=_buffer("quantised", stacked.shape)[:rows_used], alpha=alpha, beta=beta)
     q_threshold = int(cv2.convertScaleAbs(np.full((1, 1), threshold, np.float32), alpha=alpha, beta=beta)[0, 0])
-    horizontal = cv2.max(quantised[:, :-2], quantised[:, 2:], dst=_buffer("horizontal", (total_rows, width - 2)))
+    horizontal = cv2.max(quantised[:, :-2], quantised[:, 2:],
+                         dst=_buffer("horizontal", (total_rows, width - 2))[:rows_used])
     cv2.max(horizontal, quantised[:, 1:-1], dst=horizontal)
-    local_max = cv2.max(horizontal[:-2], horizontal[2:], dst=_buffer("local_max", inner))
+    local_max = cv2.max(horizontal[:-2], horizontal[2:], dst=_buffer("local_max", (total_rows, width - 2))[:rows_used - 2])
     cv2.max(local_max, horizontal[1:-1], dst=local_max)
-    centre = quantised[1:-1, 1:-1]
-    mask = cv2.compare(centre, local_max, cv2.CMP_GE, dst=_buffer("mask", inner))
-    above = cv2.compare(centre, q_threshold, cv2.CMP_GE, dst=local_max)  # local_max is no longer needed
-    cv2.bitwise_and(mask, above, dst=mask)
+    cv2.max(local_max, q_threshold, dst=local_max)  # q >= max(3x3 max, q(threshold)): both tests at once
+    mask = cv2.compare(quantised[1:-1, 1:-1], local_max, cv2.CMP_GE,
+                       dst=_buffer("mask", (total_rows, width - 2))[:rows_used - 2])
     if cv2.countNonZero(mask) > _MAX_QUANTISED_CANDIDATES:
         return _candidates_dilated(stacked, threshold)
     rows = np.flatnonzero(cv2.reduce(mask, 1, cv2.REDUCE_MAX).ravel())
     sub_y, xs = np.nonzero(mask[rows])
-    return rows[sub_y] + 1, xs + 1
+    return gathered[rows[sub_y] + 1], xs + 1
 
 
 @functools.lru_cache(maxsize=32)

@@ -1,6 +1,7 @@
 """OpenPose's CPU body-part connector (openpose: src/openpose/net/bodyPartConnectorBase.cpp,
 ``connectBodyPartsCpu`` -> ``createPeopleVector``, ``removePeopleBelowThresholds``,
-``peopleVectorToPeopleArray``), rewritten with numpy for the limb scores.
+``peopleVectorToPeopleArray``), rewritten with numpy: limb scores of all pairs in one batch,
+people as arrays.
 
 Limb score (``getScoreAB``), for a candidate A -> B in map pixels:
 ``n = max(5, min(25, intRound(sqrt(5 * max(|dx|, |dy|)))))`` samples at ``A + k (B - A) / n``,
@@ -195,6 +196,18 @@ def score_limb(peaks_a: np.ndarray, peaks_b: np.ndarray, paf_x: np.ndarray, paf_
     return score_pairs(a, b, zeros, zeros + 1, pafs, inter_threshold, inter_min_above_threshold).reshape(n_a, n_b)
 
 
+@dataclass(frozen=True)
+class _Connections:
+    """One limb type's chosen connections, in OpenPose's order: peak indices and float64 scores."""
+
+    a: np.ndarray
+    b: np.ndarray
+    score: np.ndarray
+
+
+_NO_CONNECTIONS = _Connections(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float64))
+
+
 def _all_connections(peaks: Sequence[np.ndarray], pafs: np.ndarray, skeleton: Skeleton,
                      inter_threshold: float, inter_min_above_threshold: float) -> list[_Connections | None]:
     """Per limb type, the greedy connections (None when a side has no peaks).
@@ -246,16 +259,6 @@ def _all_connections(peaks: Sequence[np.ndarray], pafs: np.ndarray, skeleton: Sk
     return out
 
 
-@dataclass(frozen=True)
-class _Connections:
-    """One limb type's chosen connections, in OpenPose's order: peak indices and float64 scores."""
-
-    a: np.ndarray
-    b: np.ndarray
-    score: np.ndarray
-
-
-_NO_CONNECTIONS = _Connections(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float64))
 _NONE = np.iinfo(np.int64).max  # "no person" in the first-holder tables
 
 

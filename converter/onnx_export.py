@@ -47,7 +47,7 @@ from posebridge.errors import ExportError
 MIN_OPSET = 17
 DEFAULT_OPSET = 17
 #: (height, width) traced; the check sizes differ from it, so a baked size shows.
-TRACE_SIZE = (72, 96)
+TRACE_SIZE = (76, 100)
 #: (height, width) checked in onnxruntime; residues mod 8 differ (57 x 91 and 90 x 70 are not multiples of 8).
 CHECK_SIZES: tuple[tuple[int, int], ...] = ((64, 80), (57, 91), (90, 70))
 CHECK_BATCH = 2
@@ -67,6 +67,7 @@ ORT_LOG_ERRORS_ONLY = 3
 _QUIET_WARNINGS = (
     (DeprecationWarning, r".*legacy TorchScript-based ONNX export.*"),
     (UserWarning, r".*Constant folding - Only steps=1 can be constant folded.*"),
+    (DeprecationWarning, r"The feature will be removed\. Please remove usage of this function"),
 )
 
 
@@ -403,8 +404,8 @@ def export_onnx(model: CaffeNet, path: str | os.PathLike, *, opset: int = DEFAUL
     first = whole[0] if isinstance(whole, tuple) else whole
     channels = first.shape[1] if first.dim() > 1 else None
     if family.output_channels is not None and channels != family.output_channels:
-        raise ExportError(f"output '{model.output_names[0]}' has shape {tuple(first.shape)}, but the net's "
-                          f"structure gives {family.output_channels} channels", file=where)
+        raise ExportError(f"output '{model.output_names[0]}' has shape {tuple(first.shape)}, but its model family "
+                          f"({family.name}, by {family.evidence}) has {family.output_channels} channels", file=where)
     traced_outputs = module.arrange(whole)
     ranks = {name: t.dim() for name, t in zip(names, traced_outputs)}
     axes = {**_dynamic_axes(model.input_names, [t.dim() for t in trace_inputs], "input"),

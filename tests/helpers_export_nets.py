@@ -7,10 +7,13 @@ the same net). ``family_net(name)`` gives a Graph and its He-initialised blobs.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+from google.protobuf import text_format
 
 from posebridge.prototxt import Graph, graph_from_net
-from posebridge.prototxt.synth import synthesize
+from posebridge.prototxt.synth import synthesize, write_caffemodel
 from helpers_caffe import make_net
 
 INPUT_SHAPE = (1, 3, 32, 32)
@@ -112,7 +115,62 @@ def family_graph(name: str) -> Graph:
     return graph_from_net(make_net(FAMILY_NETS[name], {"data": INPUT_SHAPE}, name=name), source=f"{name}.prototxt")
 
 
+def write_family_net(folder: Path, name: str, seed: int = 0) -> tuple[Path, Path]:
+    """Write the family net as ``<name>.prototxt`` and He-initialised ``<name>.caffemodel``."""
+    graph, blobs = family_net(name, seed)
+    prototxt = Path(folder) / f"{name}.prototxt"
+    caffemodel = Path(folder) / f"{name}.caffemodel"
+    net = make_net(FAMILY_NETS[name], {"data": INPUT_SHAPE}, name=name)
+    prototxt.write_text(text_format.MessageToString(net), encoding="utf-8")
+    write_caffemodel(caffemodel, graph, blobs)
+    return prototxt, caffemodel
+
+
 def family_net(name: str, seed: int = 0) -> tuple[Graph, dict[str, list[np.ndarray]]]:
     """The family net and He-initialised blobs for its learnable layers."""
     graph = family_graph(name)
+    return graph, synthesize(graph, seed=seed, init="he")
+
+
+def _conv(name: str, bottom: str, channels: int, kernel: int, relu: bool = True) -> str:
+    text = (f'layer {{ name: "{name}" type: "Convolution" bottom: "{bottom}" top: "{name}"\n'
+            f'  convolution_param {{ num_output: {channels} kernel_size: {kernel} pad: {kernel // 2} }} }}\n')
+    if relu:
+        text += f'layer {{ name: "relu_{name}" type: "ReLU" bottom: "{name}" top: "{name}" }}\n'
+    return text
+
+
+def two_branch_text(heatmaps: int = 19, pafs: int = 38, stages: int = 3, width: int = 8) -> str:
+    """A miniature COCO-shaped net: stride-8 features F, ``stages`` stages of a PAF branch (L1)
+    and a heatmap branch (L2), each stage after the first reading concat(L1, L2, F); the output
+    is concat(heatmaps, PAFs) named ``net_output``. Narrow convs, so it exports in a second."""
+    text = _conv("conv1", "image", width, 3)
+    bottom = "conv1"
+    for index in range(1, 4):
+        text += (f'layer {{ name: "pool{index}" type: "Pooling" bottom: "{bottom}" top: "pool{index}"\n'
+                 '  pooling_param { pool: MAX kernel_size: 2 stride: 2 } }\n')
+        bottom = f"pool{index}"
+    text += _conv("features", bottom, width, 3)
+    stage_input = "features"
+    for stage in range(1, stages + 1):
+        outputs = []
+        for branch, channels in (("L1", pafs), ("L2", heatmaps)):
+            hidden = f"conv1_stage{stage}_{branch}"
+            text += _conv(hidden, stage_input, width, 3 if stage == 1 else 5)
+            out = f"conv2_stage{stage}_{branch}"
+            text += _conv(out, hidden, channels, 1, relu=False)
+            outputs.append(out)
+        if stage < stages:
+            stage_input = f"concat_stage{stage + 1}"
+            bottoms = "".join(f' bottom: "{b}"' for b in (*outputs, "features"))
+            text += f'layer {{ name: "{stage_input}" type: "Concat"{bottoms} top: "{stage_input}" }}\n'
+    text += (f'layer {{ name: "concat_stage{stages + 1}" type: "Concat" bottom: "{outputs[1]}" '
+             f'bottom: "{outputs[0]}" top: "net_output" }}\n')
+    return text
+
+
+def mini_coco(seed: int = 0) -> tuple[Graph, dict[str, list[np.ndarray]]]:
+    """The miniature COCO-shaped net (input ``image``, 19 + 38 output channels) and its blobs."""
+    net = make_net(two_branch_text(), {"image": (1, 3, 1, 1)}, name="mini_coco")
+    graph = graph_from_net(net, source="mini_coco.prototxt")
     return graph, synthesize(graph, seed=seed, init="he")

@@ -5,9 +5,9 @@ shared folder, a synthetic ``he`` caffemodel of the real size, 209 MB, written t
 folder, forward at 1x3x368x656). Every figure is the median of ``--repeats`` runs after one
 warm-up run. A figure, not a test: nothing here asserts a speed.
 
-* Conversion: ``load_graph`` + ``load_weights`` (read + match) + ``CaffeNet``, each run in a fresh
-  child process so that its peak resident memory (``ru_maxrss``) belongs to that run alone; the
-  baseline (Python, numpy, torch, cv2 imported) is reported beside it.
+* Conversion: ``load_graph`` + ``load_weights`` (read + match) + ``CaffeNet``, each run in a
+  fresh child process so that its peak resident memory (``ru_maxrss``) belongs to that run
+  alone; the baseline (Python, numpy, torch, cv2 imported) is reported beside it. MB = 10^6 bytes.
 * Forward: the converted module (``torch.no_grad``, float32) and OpenCV dnn's Caffe importer
   (default settings: fusion on; and fusion off as parity runs it), same input, same process,
   torch and OpenCV threads = the CPU cores available.
@@ -69,8 +69,8 @@ def _child_convert(prototxt: str, caffemodel: str) -> dict[str, float]:
     parameters = sum(p.numel() for p in model.parameters())
     return {"load_graph_s": after_graph - start, "load_weights_s": after_weights - after_graph,
             "build_module_s": done - after_weights, "total_s": done - start,
-            "baseline_rss_mb": baseline / 2**20, "peak_rss_mb": _peak_rss_bytes() / 2**20,
-            "final_rss_mb": _rss_bytes() / 2**20, "parameters": parameters}
+            "baseline_rss_mb": baseline / 1e6, "peak_rss_mb": _peak_rss_bytes() / 1e6,
+            "final_rss_mb": _rss_bytes() / 1e6, "parameters": parameters}
 
 
 def _convert_in_child(prototxt: Path, caffemodel: Path) -> dict[str, float]:
@@ -101,7 +101,7 @@ def bench_conversion(prototxt: Path, caffemodel: Path, repeats: int) -> dict:
     result = {key: statistics.median(run[key] for run in runs) for key in keys}
     result["peak_over_baseline_mb"] = statistics.median(r["peak_rss_mb"] - r["baseline_rss_mb"] for r in runs)
     result["total_s_runs"] = [run["total_s"] for run in runs]
-    result["caffemodel_mb"] = caffemodel.stat().st_size / 2**20
+    result["caffemodel_mb"] = caffemodel.stat().st_size / 1e6
     return result
 
 

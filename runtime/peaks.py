@@ -89,7 +89,8 @@ def _candidates(stacked: np.ndarray, threshold: np.float32) -> tuple[np.ndarray,
     rows_used = len(gathered)
     if rows_used < 3:
         return _candidates_dilated(stacked, threshold)
-    compact = np.take(stacked, gathered, axis=0, out=_buffer("rows", stacked.shape, np.float32)[:rows_used])
+    compact = np.take(stacked, gathered, axis=0, out=_buffer("rows", stacked.shape, np.float32)[:rows_used],
+                      mode="clip")  # "clip": no buffered copy (the indices are valid)
     high = float(row_max[active].max())
     low = float(cv2.reduce(compact, 1, cv2.REDUCE_MIN).min())
     alpha = 254.0 / (high - low) if high > low else 1.0
@@ -124,14 +125,17 @@ def _exact_peak_test(maps: np.ndarray, c: np.ndarray, y: np.ndarray, x: np.ndarr
                      threshold: np.float32) -> np.ndarray:
     """OpenPose's per-pixel rule evaluated exactly on the given pixels; (n,) bool."""
     _, height, width = maps.shape
-    value = maps[c, y, x]
+    flat = maps.reshape(-1)
+    base = c * (height * width)
+    value = flat[base + y * width + x]
     inside = (1 < x) & (x < width - 2) & (1 < y) & (y < height - 2)
     ring = ~inside & ((x == 1) | (x == width - 2) | (y == 1) | (y == height - 2))
     keep = (value > threshold) & (inside | ring)
     for dy, dx in _NEIGHBOURS:
         ny, nx = y + dy, x + dx
         available = (ny >= 0) & (ny < height) & (nx >= 0) & (nx < width)
-        neighbour = np.where(available, maps[c, np.clip(ny, 0, height - 1), np.clip(nx, 0, width - 1)], threshold)
+        index = base + np.minimum(np.maximum(ny, 0), height - 1) * width + np.minimum(np.maximum(nx, 0), width - 1)
+        neighbour = np.where(available, flat[index], threshold)
         keep &= np.where(inside, value > neighbour, value >= neighbour)
     return keep
 
@@ -140,19 +144,21 @@ def _refine(maps: np.ndarray, c: np.ndarray, y: np.ndarray, x: np.ndarray, offse
             radius: int) -> np.ndarray:
     """(n, 3) float32: score-weighted centroid of the positive values in the window, + offset; score."""
     _, height, width = maps.shape
+    flat = maps.reshape(-1)
     steps = np.arange(-radius, radius + 1)
     ys = y[:, None] + steps[None, :]
     xs = x[:, None] + steps[None, :]
     valid = (((ys >= 0) & (ys < height))[:, :, None]) & (((xs >= 0) & (xs < width))[:, None, :])
-    window = maps[c[:, None, None], np.clip(ys, 0, height - 1)[:, :, None], np.clip(xs, 0, width - 1)[:, None, :]]
+    rows = (c * (height * width))[:, None] + np.minimum(np.maximum(ys, 0), height - 1) * width
+    window = flat[rows[:, :, None] + np.minimum(np.maximum(xs, 0), width - 1)[:, None, :]]
     weights = np.where(valid & (window > 0), window, np.float32(0)).astype(np.float64)
     total = weights.sum(axis=(1, 2))
-    centroid_x = (weights * xs[:, None, :]).sum(axis=(1, 2)) / total
-    centroid_y = (weights * ys[:, :, None]).sum(axis=(1, 2)) / total
+    centroid_x = (weights.sum(axis=1) * xs).sum(axis=1) / total
+    centroid_y = (weights.sum(axis=2) * ys).sum(axis=1) / total
     out = np.empty((len(c), 3), dtype=np.float32)
     out[:, 0] = centroid_x.astype(np.float32) + np.float32(offset[0])
     out[:, 1] = centroid_y.astype(np.float32) + np.float32(offset[1])
-    out[:, 2] = maps[c, y, x]
+    out[:, 2] = flat[c * (height * width) + y * width + x]
     return out
 
 

@@ -238,25 +238,43 @@ def _all_connections(peaks: Sequence[np.ndarray], pafs: np.ndarray, skeleton: Sk
     live = np.flatnonzero(scores > MIN_CONNECTION_SCORE)
     order = live[np.lexsort((-index_b[live], -index_a[live], -scores[live], limb_of_pair[live]))]
     limb_sorted = limb_of_pair[order]
-    bounds = np.searchsorted(limb_sorted, np.arange(len(limbs) + 1)).tolist()
-    order_i, order_j = index_a[order].tolist(), index_b[order].tolist()
+    bounds = np.searchsorted(limb_sorted, np.arange(len(limbs) + 1))
+    # Fast path: when the first min(nA, nB) candidates of a limb type share no peak, the greedy
+    # walk takes exactly them. Limb types with a clash are walked one candidate at a time.
+    limit = np.minimum(n_a, n_b)
+    take = np.minimum(limit, bounds[1:] - bounds[:-1])
+    rank = np.arange(len(order)) - bounds[limb_sorted]
+    top = order[rank < take[limb_sorted]]
+    clashing = set()
+    for index in (index_a, index_b):
+        keys = np.sort(limb_of_pair[top] * (int(peak_counts.max()) + 1) + index[top])
+        clashing.update((keys[1:][keys[1:] == keys[:-1]] // (int(peak_counts.max()) + 1)).tolist())
+    bounds_list, take_list = bounds.tolist(), take.tolist()
     for limb in np.flatnonzero(sizes).tolist():
-        limit = int(min(n_a[limb], n_b[limb]))
-        used_a, used_b = set(), set()
-        chosen = []
-        for k in range(bounds[limb], bounds[limb + 1]):
-            i, j = order_i[k], order_j[k]
-            if i in used_a or j in used_b:
-                continue
-            chosen.append(k)
-            if len(chosen) == limit:
-                break
-            used_a.add(i)
-            used_b.add(j)
-        if chosen:
-            picked = order[chosen]
+        start = bounds_list[limb]
+        if limb in clashing:
+            picked = order[[start + k for k in _greedy_walk(index_a[order[start:bounds_list[limb + 1]]].tolist(),
+                                                            index_b[order[start:bounds_list[limb + 1]]].tolist(),
+                                                            take_list[limb])]]
+        else:
+            picked = order[start:start + take_list[limb]]
+        if len(picked):
             out[limb] = _Connections(index_a[picked], index_b[picked], scores[picked])
     return out
+
+
+def _greedy_walk(candidates_a: list[int], candidates_b: list[int], limit: int) -> list[int]:
+    """Positions taken by the greedy walk over sorted candidates: each i and j once, at most limit."""
+    used_a, used_b, chosen = set(), set(), []
+    for position, (i, j) in enumerate(zip(candidates_a, candidates_b)):
+        if i in used_a or j in used_b:
+            continue
+        chosen.append(position)
+        if len(chosen) == limit:
+            break
+        used_a.add(i)
+        used_b.add(j)
+    return chosen
 
 
 _NONE = np.iinfo(np.int64).max  # "no person" in the first-holder tables

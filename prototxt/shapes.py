@@ -11,7 +11,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 
 from posebridge.errors import ShapeError
+from posebridge.limits import DEFAULT_LIMITS, Limits
 from posebridge.prototxt import caffe_pb2
+from posebridge.prototxt.blob_counts import check_blob_counts
+from posebridge.prototxt.budget import check_activation_shape, check_weight_shape
 from posebridge.prototxt.graph import Graph, Node, Shape
 
 ShapeRule = Callable[[Node, list[Shape]], list[Shape]]
@@ -354,25 +357,33 @@ def _loss(node: Node, bottoms: list[Shape]) -> list[Shape]:
     return [()] * len(node.tops)
 
 
-def infer_shapes(graph: Graph, input_shapes: Mapping[str, Shape] | None = None) -> dict[str, Shape | None]:
+def infer_shapes(graph: Graph, input_shapes: Mapping[str, Shape] | None = None, *,
+                 limits: Limits = DEFAULT_LIMITS) -> dict[str, Shape | None]:
     """Shape of every blob version; None where unknowable (opaque or data layers upstream).
 
     ``input_shapes`` overrides the graph's placeholder input shapes (see Graph.input_shapes).
+    Every shape is checked against ``limits.max_activation_bytes`` as it is computed, and every
+    known layer's bottom/top counts against Caffe's, so a hostile net fails here, not later.
     """
     shapes: dict[str, Shape | None] = {}
+    source = graph.source or None
     given = dict(graph.inputs)
     if input_shapes:
         given.update({k: tuple(v) for k, v in input_shapes.items()})
     for node in graph.nodes:
         if node.type == "Input":
+            check_blob_counts(node, source=source)
             for top, caffe_top in zip(node.tops, node.caffe_tops):
                 shapes[top] = given[caffe_top]
+                check_activation_shape(given[caffe_top], limits, what=f"input '{caffe_top}'", file=source,
+                                       layer=node.name)
             continue
         bottoms = [shapes.get(b) for b in node.bottoms]
         rule = _RULES.get(node.type)
         if rule is not None and not bottoms and node.type != "Silence":
             raise ShapeError(f"{node.type} layer needs at least one bottom; it has none",
-                             file=graph.source or None, layer=node.name)
+                             file=source, layer=node.name)
+        check_blob_counts(node, source=source)
         if rule is None or any(b is None for b in bottoms):
             for top in node.tops:
                 shapes[top] = None
@@ -380,14 +391,27 @@ def infer_shapes(graph: Graph, input_shapes: Mapping[str, Shape] | None = None) 
         try:
             tops = rule(node, bottoms)
         except ShapeError as error:
-            raise ShapeError(error.detail, file=graph.source or None, layer=node.name) from None
+            raise ShapeError(error.detail, file=source, layer=node.name) from None
         for top, shape in zip(node.tops, tops):
             shapes[top] = tuple(int(d) for d in shape)
+            check_activation_shape(shapes[top], limits, what=f"output '{graph.caffe_blob.get(top, top)}'",
+                                   file=source, layer=node.name)
     return shapes
 
 
-def expected_blob_shapes(node: Node, bottoms: Sequence[Shape | None]) -> list[Shape] | None:
-    """Shapes of the learnable blobs this layer's parameters imply (None when not derivable)."""
+def expected_blob_shapes(node: Node, bottoms: Sequence[Shape | None], *,
+                         limits: Limits = DEFAULT_LIMITS) -> list[Shape] | None:
+    """Shapes of the learnable blobs this layer's parameters imply (None when not derivable).
+
+    Each shape is checked against ``limits.max_blob_elements`` before anyone allocates it.
+    """
+    shapes = _implied_blob_shapes(node, bottoms)
+    for index, shape in enumerate(shapes or ()):
+        check_weight_shape(shape, limits, what=f"weight blob {index}", layer=node.name)
+    return shapes
+
+
+def _implied_blob_shapes(node: Node, bottoms: Sequence[Shape | None]) -> list[Shape] | None:
     layer = node.layer
     if node.type in ("Convolution", "Deconvolution"):
         p = layer.convolution_param

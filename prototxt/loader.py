@@ -11,9 +11,11 @@ from dataclasses import dataclass, field
 import numpy as np
 from google.protobuf.message import DecodeError
 
-from posebridge.errors import CaffemodelFormatError, GraphError, LimitExceededError, ShapeError, WeightsError
+from posebridge.errors import (CaffemodelFormatError, GraphError, LimitExceededError, PrototxtSyntaxError, ShapeError,
+                               WeightsError)
 from posebridge.limits import DEFAULT_LIMITS, Limits
 from posebridge.prototxt import caffe_pb2
+from posebridge.prototxt.budget import check_activation_shape, check_binary_layer_count, check_layer_count
 from posebridge.prototxt.files import read_file_bytes
 from posebridge.prototxt.graph import Graph, Shape, build_graph
 from posebridge.prototxt.layer_types import layer_type
@@ -74,7 +76,11 @@ def graph_from_net(
     warnings: Sequence[str] = (),
     limits: Limits = DEFAULT_LIMITS,
 ) -> Graph:
-    """Upgrade (V0/V1, legacy inputs), filter by phase and build the graph of a NetParameter."""
+    """Upgrade (V0/V1, legacy inputs), filter by phase and build the graph of a NetParameter.
+
+    The layer count and the declared input shapes are checked against ``limits``.
+    """
+    check_layer_count(len(net.layer) + len(net.layers), limits, source=source)
     upgraded, notes = upgrade_net(net, source=source)
     filtered, removed = filter_phase(upgraded, phase=phase, level=level, stages=stages, source=source)
     if len(filtered.layer) > limits.max_layers:
@@ -93,8 +99,11 @@ def graph_from_net(
         if reasons:
             all_warnings.append(f"{source}: layer '{layer.name}': {'; '.join(reasons)}: kept as an opaque layer "
                                 f"with its raw text")
-    return build_graph(filtered, source=source, raw_texts=raw_texts, unknown_fields=unknown_fields,
-                       warnings=all_warnings, removed_layers=removed, upgrade_notes=notes)
+    graph = build_graph(filtered, source=source, raw_texts=raw_texts, unknown_fields=unknown_fields,
+                        warnings=all_warnings, removed_layers=removed, upgrade_notes=notes)
+    for name, shape in graph.inputs.items():
+        check_activation_shape(shape, limits, what=f"input '{name}'", file=source or None)
+    return graph
 
 
 def _looks_binary(data: bytes) -> bool:
@@ -128,7 +137,21 @@ def load_graph(
                               limits=limits)
     data = read_file_bytes(path, what="model file", max_bytes=max(limits.max_prototxt_bytes,
                                                                   limits.max_caffemodel_bytes))
+    return graph_from_bytes(data, source=source, phase=phase, level=level, stages=stages, limits=limits)
+
+
+def graph_from_bytes(
+    data: bytes,
+    *,
+    source: str = "<bytes>",
+    phase: str = "TEST",
+    level: int = 0,
+    stages: Sequence[str] = (),
+    limits: Limits = DEFAULT_LIMITS,
+) -> Graph:
+    """:func:`load_graph` on the bytes of a model file: prototxt text or a binary net."""
     if _looks_binary(data):
+        check_binary_layer_count(data, limits, source=source)
         net = caffe_pb2.NetParameter()
         try:
             net.ParseFromString(data)
@@ -141,7 +164,11 @@ def load_graph(
     if len(data) > limits.max_prototxt_bytes:
         raise LimitExceededError(f"prototxt is {len(data)} bytes, over the limit of {limits.max_prototxt_bytes}",
                                  file=source)
-    parsed = parse_prototxt_text(data.decode("utf-8"), source=source, limits=limits)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise PrototxtSyntaxError(f"not UTF-8 text (byte {error.start}) and not a binary net", file=source) from None
+    parsed = parse_prototxt_text(text, source=source, limits=limits)
     texts, unknown = _raw_texts(parsed, make_state(phase, level, stages))
     return graph_from_net(parsed.net, source=source, phase=phase, level=level, stages=stages,
                           raw_texts=texts, unknown_fields=unknown, warnings=parsed.warnings, limits=limits)
@@ -228,5 +255,17 @@ def match_weights(graph: Graph, weights: Weights, *, input_shapes: dict[str, Sha
 
 
 def load_weights(graph: Graph, caffemodel: str | os.PathLike, *, limits: Limits = DEFAULT_LIMITS) -> MatchedWeights:
-    """Read a caffemodel and match its blobs onto ``graph``."""
-    return match_weights(graph, read_weights(caffemodel, limits=limits))
+    """Read a caffemodel and match its blobs onto ``graph``.
+
+    When the file is smaller than the weights the net implies, a failure to read or match it
+    says so: the file looks truncated (see :mod:`posebridge.prototxt.integrity`).
+    """
+    from posebridge.prototxt.integrity import caffemodel_truncation
+
+    try:
+        return match_weights(graph, read_weights(caffemodel, limits=limits))
+    except (CaffemodelFormatError, WeightsError) as error:
+        hint = caffemodel_truncation(graph, caffemodel)
+        if hint is None:
+            raise
+        raise type(error)(f"{error.detail}; {hint}", file=error.file, layer=error.layer) from None

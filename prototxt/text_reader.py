@@ -16,6 +16,7 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from posebridge.errors import LimitExceededError, PrototxtSyntaxError
 from posebridge.limits import DEFAULT_LIMITS, Limits
 from posebridge.prototxt import caffe_pb2
+from posebridge.prototxt.budget import check_prototxt_text
 from posebridge.prototxt.files import read_file_bytes
 
 
@@ -134,6 +135,7 @@ def parse_prototxt_text(text: str, *, source: str = "<text>", limits: Limits = D
     if len(text) > limits.max_prototxt_bytes:
         raise LimitExceededError(
             f"prototxt is {len(text)} characters, over the limit of {limits.max_prototxt_bytes}", file=source)
+    check_prototxt_text(text, limits, source=source)
     net = caffe_pb2.NetParameter()
     try:
         text_format.Parse(text, net, allow_unknown_field=True)

@@ -59,14 +59,62 @@ class Weights:
         return sum(int(a.size) for arrays in self.blobs.values() for a in arrays)
 
 
+#: Caffe's kMaxBlobAxes (blob.hpp).
+MAX_BLOB_AXES = 32
+#: Pieces of one blob's data (packed spans, runs of unpacked values): writers emit one.
+MAX_DATA_PIECES = 4096
+#: Blobs of one layer (Caffe's layers have at most 3).
+MAX_BLOBS_PER_LAYER = 64
+_PACKED, _RUN = "packed", "run"
+
+
+def _unpacked_run(buf: memoryview, key_at: int, end: int, key: int, width: int) -> int:
+    """How many consecutive one-byte-key records ``key, <width bytes>`` start at ``key_at``.
+
+    Checked in growing numpy chunks, so a run costs time in proportion to its length.
+    """
+    record = 1 + width
+    count, chunk = 0, 64
+    while True:
+        available = (end - key_at) // record - count
+        take = min(chunk, available)
+        if take <= 0:
+            return count
+        offset = key_at + count * record
+        keys = np.frombuffer(buf[offset:offset + take * record], dtype=np.uint8)[::record]
+        mismatch = np.flatnonzero(keys != key)
+        if mismatch.size:
+            return count + int(mismatch[0])
+        count += take
+        chunk *= 2
+
+
+def _blob_fields(buf: memoryview, start: int, end: int):
+    """wire.iter_fields over a BlobProto, with each run of unpacked float (or double) values as
+    one ``(number, _RUN, start, stop)`` item spanning its records (Caffe writes them packed;
+    other writers may not, and one Python step per value would cost seconds per megabyte)."""
+    pos = start
+    while pos < end:
+        restart = None
+        for number, wire_type, a, b in wire.iter_fields(buf, pos, end):
+            unpacked = {(_BLOB_DATA, wire.FIXED32): 4, (_BLOB_DOUBLE_DATA, wire.FIXED64): 8}.get((number, wire_type))
+            key = (number << 3) | wire_type
+            if unpacked is not None and buf[a - 1] == key:
+                count = _unpacked_run(buf, a - 1, end, key, unpacked)
+                restart = a - 1 + count * (1 + unpacked)
+                yield number, _RUN, a - 1, restart
+                break
+            yield number, wire_type, a, b
+        if restart is None:
+            return
+        pos = restart
+
+
 def _decode_blob(buf: memoryview, start: int, end: int, limits: Limits) -> BlobRecord:
     legacy = {_BLOB_NUM: None, _BLOB_CHANNELS: None, _BLOB_HEIGHT: None, _BLOB_WIDTH: None}
     dims: list[int] | None = None
-    float_spans: list[tuple[int, int]] = []
-    float_scalars: list[int] = []
-    double_spans: list[tuple[int, int]] = []
-    double_scalars: list[int] = []
-    for number, wire_type, a, b in wire.iter_fields(buf, start, end):
+    pieces: dict[int, list[tuple[str, int, int]]] = {_BLOB_DATA: [], _BLOB_DOUBLE_DATA: []}
+    for number, wire_type, a, b in _blob_fields(buf, start, end):
         if number in legacy and wire_type == wire.VARINT:
             legacy[number] = wire.to_signed64(a)
         elif number == _BLOB_SHAPE and wire_type == wire.LENGTH_DELIMITED:
@@ -78,16 +126,12 @@ def _decode_blob(buf: memoryview, start: int, end: int, limits: Limits) -> BlobR
                     dims.extend(wire.to_signed64(v) for v in wire.read_packed_varints(buf, a2, b2))
                 elif w2 == wire.VARINT:
                     dims.append(wire.to_signed64(a2))
-        elif number == _BLOB_DATA:
-            if wire_type == wire.LENGTH_DELIMITED:
-                float_spans.append((a, b))
-            elif wire_type == wire.FIXED32:
-                float_scalars.append(a)
-        elif number == _BLOB_DOUBLE_DATA:
-            if wire_type == wire.LENGTH_DELIMITED:
-                double_spans.append((a, b))
-            elif wire_type == wire.FIXED64:
-                double_scalars.append(a)
+                if len(dims) > MAX_BLOB_AXES:
+                    raise wire.WireError(f"blob shape has more than {MAX_BLOB_AXES} axes", a)
+        elif number in pieces and wire_type in (wire.LENGTH_DELIMITED, _RUN):
+            pieces[number].append((_PACKED if wire_type == wire.LENGTH_DELIMITED else _RUN, a, b))
+            if len(pieces[number]) > MAX_DATA_PIECES:
+                raise wire.WireError(f"blob data split into more than {MAX_DATA_PIECES} pieces", a)
 
     legacy_shape = dims is None
     if dims is None:
@@ -103,10 +147,10 @@ def _decode_blob(buf: memoryview, start: int, end: int, limits: Limits) -> BlobR
             raise LimitExceededError(f"a blob declares shape {dims}, over the limit of "
                                      f"{limits.max_blob_elements} elements")
 
-    if float_spans or float_scalars:
-        array = _gather(buf, float_spans, float_scalars, 4, "<f4", start)
-    elif double_spans or double_scalars:
-        array = _gather(buf, double_spans, double_scalars, 8, "<f8", start).astype(np.float32)
+    if pieces[_BLOB_DATA]:
+        array = _gather(buf, pieces[_BLOB_DATA], 4, "<f4")
+    elif pieces[_BLOB_DOUBLE_DATA]:
+        array = _gather(buf, pieces[_BLOB_DOUBLE_DATA], 8, "<f8").astype(np.float32)
     else:
         array = np.zeros(0, dtype=np.float32)
     if array.size != count:
@@ -118,15 +162,17 @@ def _decode_blob(buf: memoryview, start: int, end: int, limits: Limits) -> BlobR
     return BlobRecord(array.reshape(dims), legacy_shape)
 
 
-def _gather(buf: memoryview, spans, scalars, width: int, dtype: str, at: int) -> np.ndarray:
-    pieces = []
-    for a, b in spans:
-        if (b - a) % width:
-            raise wire.WireError(f"packed data of {b - a} bytes is not a multiple of {width}", a)
-        pieces.append(np.frombuffer(buf[a:b], dtype=dtype))
-    if scalars:
-        pieces.append(np.array([np.frombuffer(buf[s:s + width], dtype=dtype)[0] for s in scalars], dtype=dtype))
-    array = pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
+def _gather(buf: memoryview, pieces: list[tuple[str, int, int]], width: int, dtype: str) -> np.ndarray:
+    arrays = []
+    for kind, a, b in pieces:
+        if kind == _PACKED:
+            if (b - a) % width:
+                raise wire.WireError(f"packed data of {b - a} bytes is not a multiple of {width}", a)
+            arrays.append(np.frombuffer(buf[a:b], dtype=dtype))
+        else:  # records of a one-byte key and ``width`` value bytes
+            records = np.frombuffer(buf[a:b], dtype=np.uint8).reshape(-1, 1 + width)
+            arrays.append(np.ascontiguousarray(records[:, 1:]).view(dtype).reshape(-1))
+    array = arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
     return np.array(array, dtype=np.float32 if dtype == "<f4" else np.float64)  # own the memory
 
 
@@ -139,6 +185,8 @@ def _decode_layer(buf, start, end, fields, limits) -> tuple[str, str, list[BlobR
         elif number == type_field:
             type_name = wire.read_string(buf, a, b) if wire_type == wire.LENGTH_DELIMITED else f"V1:{a}"
         elif number == blobs_field and wire_type == wire.LENGTH_DELIMITED:
+            if len(blobs) >= MAX_BLOBS_PER_LAYER:
+                raise LimitExceededError(f"a layer holds more than {MAX_BLOBS_PER_LAYER} blobs")
             blobs.append(_decode_blob(buf, a, b, limits))
     return name, type_name, blobs
 
@@ -152,6 +200,7 @@ def parse_weights(data: bytes, *, source: str = "<bytes>", limits: Limits = DEFA
     formats = set()
     net_name = ""
     last = None
+    layer_count = 0
     try:
         for number, wire_type, a, b in wire.iter_fields(buf, 0, len(buf)):
             if wire_type != wire.LENGTH_DELIMITED:
@@ -173,12 +222,18 @@ def parse_weights(data: bytes, *, source: str = "<bytes>", limits: Limits = DEFA
             else:
                 continue
             last = name
-            if len(blobs) >= limits.max_layers:
+            layer_count += 1
+            if layer_count > limits.max_layers:
                 raise LimitExceededError(f"more than {limits.max_layers} layers", file=source)
             if records or name not in blobs:
                 blobs[name] = [r.array for r in records]
                 legacy[name] = [r.legacy_shape for r in records]
                 types[name] = type_name
+    except LimitExceededError as error:
+        if error.file:
+            raise
+        where = f"after layer '{last}'" if last is not None else "in the first layer"
+        raise LimitExceededError(f"{error.detail}, {where}", file=source) from None
     except wire.WireError as error:
         hint = " (it looks like prototxt text)" if last is None and _looks_like_text(data) else ""
         raise CaffemodelFormatError(

@@ -20,13 +20,18 @@
 #     link plain -lboost_python);
 #   * src/ on the include path (for gtest headers), HDF5's serial include/lib folders, numpy 2's
 #     include folder (numpy/_core/include), the interpreter's own headers;
-#   * caffe_pb2.py: the system protoc (3.21) writes gencode for the old protobuf runtime, and it
-#     registers `caffe.*` messages in protobuf's default descriptor pool, where posebridge's own
-#     posebridge.prototxt.caffe_pb2 already registered the same names: importing both in one
-#     process fails with "duplicate symbol 'caffe.Phase'". So pycaffe's caffe_pb2.py is
-#     regenerated with the pinned grpcio-tools protoc (matches protobuf 7) and its descriptors
-#     go into a private DescriptorPool (one-line substitution). pycaffe's C++ side never sees
-#     Python protos, so nothing else changes.
+#   * python/caffe/io.py imports scikit-image and scipy at the top, only for image loading and
+#     resizing helpers posebridge never calls: those two imports are made optional, so
+#     `import caffe` needs only numpy, six and protobuf;
+#   * caffe_pb2.py: the one the build copies (system protoc 3.21) does import under protobuf 7
+#     on its own, but it registers `caffe.*` messages in protobuf's default descriptor pool,
+#     where posebridge's own posebridge.prototxt.caffe_pb2 registers the same names: importing
+#     both in one process (parity --reference caffe) fails with "TypeError: Couldn't build proto
+#     file into descriptor pool: duplicate symbol 'caffe.Phase'". So pycaffe's caffe_pb2.py is
+#     regenerated with the pinned grpcio-tools protoc (gencode matching the protobuf 7 runtime)
+#     and its descriptors go into a private DescriptorPool (a one-line substitution). No
+#     PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION switch is needed. pycaffe's C++ side (libprotobuf
+#     3.21) never sees Python protos, so nothing else changes.
 set -euo pipefail
 
 PYTHON=${PYTHON:-python3}
@@ -91,6 +96,26 @@ if grep -q -- "-lboost_python " "$SRC/python/CMakeLists.txt"; then
   run sed -i "s/-lboost_python /-l$BOOST_PYTHON /" "$SRC/python/CMakeLists.txt"
 fi
 
+# pycaffe's io.py: scikit-image/scipy only for image helpers; import them lazily-optional
+IO_PY="$SRC/python/caffe/io.py"
+if grep -q "^import skimage.io$" "$IO_PY"; then
+  say "patching python/caffe/io.py: scikit-image and scipy imports made optional"
+  run "$PYTHON" - "$IO_PY" <<'PATCH'
+import sys
+path = sys.argv[1]
+text = open(path, encoding="utf-8").read()
+guards = {
+    "import skimage.io\n": "skimage = None",
+    "from scipy.ndimage import zoom\n": "zoom = None",
+}
+for line, fallback in guards.items():
+    text = text.replace(line, "try:\n    " + line + "except ImportError:  # posebridge: only the image helpers need it\n    "
+                        + fallback + "\n", 1)
+open(path, "w", encoding="utf-8").write(text)
+PATCH
+fi
+"$PYTHON" -c "import six" 2>/dev/null || { say "pycaffe needs the 'six' package: pip install six"; exit 1; }
+
 # --- 3. configure and build ----------------------------------------------------------------
 HDF5_INC=$(pkg-config --cflags-only-I hdf5 2>/dev/null || echo "-I/usr/include/hdf5/serial")
 HDF5_LIB=$(pkg-config --libs-only-L hdf5 2>/dev/null || echo "-L/usr/lib/$(gcc -print-multiarch)/hdf5/serial")
@@ -104,7 +129,7 @@ if [[ ! -f "$BUILD/CMakeCache.txt" ]]; then
 else
   say "already configured: $BUILD"
 fi
-say "building target pycaffe with $JOBS jobs (first build: about an hour on 2 cores)"
+say "building target pycaffe with $JOBS jobs (first build: about 25 minutes on 2 shared cores)"
 run cmake --build "$BUILD" --target pycaffe -j "$JOBS"
 
 # --- 4. caffe_pb2 for protobuf 7, in a private descriptor pool -----------------------------

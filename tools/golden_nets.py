@@ -98,7 +98,8 @@ POOLING = GoldenNet(
     name="pooling",
     description="Pooling MAX/AVE: sizes rounding up at a partial last window, padding, a last window "
                 "starting in the padding (dropped), AVE divisor counting padding, kernel/stride/pad h != w, "
-                "global pooling, default stride",
+                "the drop applied to an unpadded axis when the other axis is padded, global pooling, "
+                "default stride",
     inputs={"data": (2, 3, 13, 11)},
     layers="""
 layer { name: "max_ceil" type: "Pooling" bottom: "data" top: "max_ceil"
@@ -119,6 +120,10 @@ layer { name: "ave_rect" type: "Pooling" bottom: "data" top: "ave_rect"
   pooling_param { pool: AVE kernel_h: 3 kernel_w: 2 stride_h: 2 stride_w: 3 pad_h: 1 pad_w: 0 } }
 layer { name: "max_rect" type: "Pooling" bottom: "data" top: "max_rect"
   pooling_param { pool: MAX kernel_h: 2 kernel_w: 4 stride_h: 3 stride_w: 2 pad_h: 1 pad_w: 2 } }
+layer { name: "ave_pad_h_only" type: "Pooling" bottom: "data" top: "ave_pad_h_only"
+  pooling_param { pool: AVE kernel_h: 3 kernel_w: 2 stride_h: 2 stride_w: 4 pad_h: 1 pad_w: 0 } }
+layer { name: "max_pad_w_only" type: "Pooling" bottom: "data" top: "max_pad_w_only"
+  pooling_param { pool: MAX kernel_h: 2 kernel_w: 3 stride_h: 5 stride_w: 2 pad_h: 0 pad_w: 1 } }
 layer { name: "max_stride1" type: "Pooling" bottom: "data" top: "max_stride1"
   pooling_param { pool: MAX kernel_size: 2 } }
 layer { name: "global_max" type: "Pooling" bottom: "data" top: "global_max"

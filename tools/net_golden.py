@@ -86,9 +86,9 @@ def net_golden_bytes(prototxt: str, inputs: Mapping[str, np.ndarray], weights: M
 
 def save_net_golden(path: str | os.PathLike, prototxt: str, inputs: Mapping[str, np.ndarray],
                     weights: Mapping[str, Sequence[np.ndarray]], tops: Mapping[str, Sequence[np.ndarray]],
-                    meta: Mapping[str, Any] | None = None) -> Path:
+                    meta: Mapping[str, Any] | None = None, caffemodel: bytes | None = None) -> Path:
     """Write a golden net atomically; returns its path."""
-    write_bytes_atomic(path, net_golden_bytes(prototxt, inputs, weights, tops, meta))
+    write_bytes_atomic(path, net_golden_bytes(prototxt, inputs, weights, tops, meta, caffemodel))
     return Path(path)
 
 

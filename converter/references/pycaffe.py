@@ -26,8 +26,13 @@ SKIP_INPUT = "net input: the same array is fed to both sides"
 SKIP_NOT_IN_CAFFE = "Caffe's net has no layer of this name"
 
 
+#: glog level for Caffe's own logging (2: errors only), unless the user set GLOG_minloglevel.
+CAFFE_LOG_LEVEL = "2"
+
+
 def import_caffe() -> ModuleType:
     """``import caffe``, or :class:`ParityError` saying how to get it."""
+    os.environ.setdefault("GLOG_minloglevel", CAFFE_LOG_LEVEL)  # read when Caffe's library loads
     try:
         import caffe
     except ImportError as error:
@@ -49,7 +54,10 @@ def run_pycaffe(graph: Graph, prototxt: str | os.PathLike, caffemodel: str | os.
     caffe = import_caffe()
     caffe.set_mode_cpu()
     try:
-        net = caffe.Net(os.fspath(prototxt), os.fspath(caffemodel), caffe.TEST)
+        try:
+            net = caffe.Net(os.fspath(prototxt), caffe.TEST, weights=os.fspath(caffemodel))
+        except TypeError:  # pycaffe before the named ``weights`` argument
+            net = caffe.Net(os.fspath(prototxt), os.fspath(caffemodel), caffe.TEST)
     except Exception as error:  # pycaffe raises plain RuntimeError/KeyError; Caffe may abort outright
         raise ParityError(f"Caffe cannot load this net: {error}", file=os.fspath(prototxt)) from None
     version = getattr(caffe, "__version__", "")

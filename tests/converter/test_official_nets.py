@@ -4,6 +4,8 @@ Every layer's first top must be within a relative error of 1e-4 of OpenCV dnn's 
 at two input sizes, one of them not a multiple of 8 (the three 2x2 poolings then round up); one
 ``compare`` call per net runs both sizes (the net is converted and imported once). OpenCV must
 show every layer but the input, so nothing is silently left uncompared. One net runs at batch 2.
+Where pycaffe is installed (tools/build_pycaffe.sh; CI never builds it), the same comparison
+against real Caffe runs with ``-m slow``.
 
 The synthetic caffemodels (100-210 MB each) are built once per session; only the one in use is
 kept on disk.
@@ -18,6 +20,8 @@ import pytest
 from helpers_files import official_prototxt
 
 from posebridge.converter.parity import OK, SKIP, compare, format_table
+from posebridge.converter.references.pycaffe import import_caffe
+from posebridge.errors import ParityError
 from posebridge.prototxt import load_graph
 from posebridge.prototxt.synth import synthesize, write_caffemodel
 from posebridge.shared_data import OFFICIAL_PROTOTXTS
@@ -70,3 +74,19 @@ def test_every_layer_matches_opencv_at_two_sizes(synthetic_model, key: str) -> N
         assert not dead, f"{label}: layers whose OpenCV output is all zero: {dead}"
         final = next(row for row in rows if row.layer == graph.producer[output])
         assert final.cosine > 1 - 1e-6
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("key", sorted(OFFICIAL_PROTOTXTS))
+def test_every_layer_matches_real_caffe_at_two_sizes(synthetic_model, key: str) -> None:
+    try:
+        import_caffe()
+    except ParityError:
+        pytest.skip("pycaffe is not installed (tools/build_pycaffe.sh builds it; CI never does)")
+    prototxt, caffemodel = synthetic_model(key)
+    report = compare(prototxt, caffemodel, reference="caffe", input_sizes=SIZES, tolerance=TOLERANCE, seed=0)
+    assert report.ok, format_table(report, only={"fail"})
+    graph = load_graph(prototxt)
+    layers = [node.name for node in graph.nodes if node.type != "Input"]
+    for label in report.input_shapes:  # stepped layer by layer: every in-place version is compared
+        assert [row.layer for row in report.compared if row.input_shape == label] == layers

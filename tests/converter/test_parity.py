@@ -31,6 +31,7 @@ from posebridge.converter.parity import (
 )
 from posebridge.converter.references.golden import load_golden, save_golden
 from posebridge.converter.references.opencv import SKIP_INPUT, SKIP_NO_TOP, opencv_layer_names
+from posebridge.converter.references.pycaffe import import_caffe
 from posebridge.errors import FileAccessError, ParityError
 from posebridge.converter import convert
 from posebridge.prototxt import load_graph, load_weights
@@ -259,6 +260,30 @@ def test_caffe_reference_without_pycaffe_says_how_to_get_it(small_net, monkeypat
     assert "pycaffe is not installed" in capsys.readouterr().err
 
 
+def _real_caffe() -> types.ModuleType:
+    try:
+        return import_caffe()
+    except ParityError:
+        pytest.skip("pycaffe is not installed (tools/build_pycaffe.sh builds it; CI never does)")
+
+
+def test_real_caffe_matches_every_layer_and_writes_a_golden(small_net, tmp_path) -> None:
+    _real_caffe()
+    prototxt, caffemodel = small_net
+    report = compare(prototxt, caffemodel, reference="caffe", input_sizes=SIZES, batch=2, tolerance=TOLERANCE)
+    assert report.ok, format_table(report)
+    assert report.reference.startswith("Caffe ") and not report.notes
+    graph = load_graph(prototxt)
+    assert {row.layer for row in report.compared} == {node.name for node in graph.nodes} - {"input", "silence"}
+    conv1, scale1 = (next(r for r in report.rows if r.layer == name) for name in ("conv1", "scale1"))
+    assert conv1.reference_max != scale1.reference_max  # Caffe's conv output seen before the in-place Scale
+
+    golden_path = write_golden(tmp_path / "caffe.npz", prototxt, caffemodel, reference="caffe", input_size=(9, 14))
+    golden = load_golden(golden_path)
+    assert golden.meta["reference"].startswith("Caffe ") and set(golden.layers) <= {n.name for n in graph.nodes}
+    assert compare(prototxt, caffemodel, reference=golden_path).ok
+
+
 class _FakeBlob:
     def __init__(self) -> None:
         self.data = np.zeros((1,), dtype=np.float32)
@@ -270,9 +295,9 @@ class _FakeBlob:
 class _FakeNet:
     """pycaffe's Net surface, computing each layer with our own converted modules."""
 
-    def __init__(self, prototxt: str, caffemodel: str, phase: int) -> None:
+    def __init__(self, prototxt: str, phase: int, weights: str) -> None:
         self.graph = load_graph(prototxt)
-        self.model = convert(self.graph, load_weights(self.graph, caffemodel))
+        self.model = convert(self.graph, load_weights(self.graph, weights))
         self._layer_names = [node.name for node in self.graph.nodes]
         self.top_names = OrderedDict((node.name, list(node.caffe_tops)) for node in self.graph.nodes)
         self.blobs = {blob: _FakeBlob() for node in self.graph.nodes for blob in node.caffe_tops}

@@ -99,7 +99,7 @@ def _import_caffe():
     return import_caffe()
 
 
-def _declared_layers(caffe, prototxt: str) -> dict[str, str]:
+def _declared_layers(prototxt: str) -> dict[str, str]:
     """Layer name -> type as the prototxt declares them (Caffe adds its own split layers)."""
     from google.protobuf import text_format
     from caffe.proto import caffe_pb2
@@ -113,7 +113,7 @@ def record_net(spec: GoldenNet, seed: int = DEFAULT_SEED) -> dict[str, Any]:
     caffe = _import_caffe()
     caffe.set_mode_cpu()
     prototxt = spec.prototxt()
-    declared = _declared_layers(caffe, prototxt)
+    declared = _declared_layers(prototxt)
     unsupported = sorted(set(declared.values()) & set(NOT_IN_REFERENCE_CAFFE))
     if unsupported:
         raise ValueError(f"net '{spec.name}' uses {unsupported}, which the reference Caffe lacks")

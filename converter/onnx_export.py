@@ -37,12 +37,13 @@ import torch
 from torch import nn
 
 import posebridge
+from posebridge import zoo
 from posebridge.atomic import atomic_path
 from posebridge.converter import onnx_metadata as meta
 from posebridge.converter.model_family import ModelFamily, file_md5, recognise
 from posebridge.converter.network import CaffeNet
 from posebridge.converter.onnx_fp16 import convert_to_fp16
-from posebridge.errors import ExportError
+from posebridge.errors import ExportError, FileAccessError
 
 MIN_OPSET = 17
 DEFAULT_OPSET = 17
@@ -114,7 +115,7 @@ class ExportReport:
             f"  input {', '.join(self.input_names)} -> outputs {', '.join(self.output_names)}; "
             f"model family {self.family.name} (by {self.family.evidence})",
             f"  onnxruntime vs PyTorch at {', '.join(sizes)}: max relative error "
-            f"{self.max_relative_error:.2e} (fp32, tolerance {TOLERANCE:.0e})",
+            f"{self.max_relative_error:.2e} (fp32, tolerance {self.tolerance:.0e})",
         ]
         if self.fp16_max_relative_error is not None:
             lines.append(f"  fp16 vs fp32: max relative error {self.fp16_max_relative_error:.2e}")
@@ -185,11 +186,13 @@ def _dynamic_axes(names: Sequence[str], ranks: Sequence[int], kind: str) -> dict
 
 def _source_facts(model: CaffeNet, prototxt: str | os.PathLike | None,
                   caffemodel: str | os.PathLike | None) -> dict[str, str | None]:
-    """Names (file names only, no folders) and MD5s of the source files."""
+    """Names (file names only, no folders) and MD5s of the source files.
+
+    ``prototxt`` defaults to the net's source; a zoo net (``zoo:NAME``) is hashed as the text
+    that ``zoo.resolve`` writes. Files given explicitly must exist.
+    """
     facts: dict[str, str | None] = {}
     source = os.fspath(prototxt) if prototxt is not None else (model.source or "")
-    from posebridge import zoo  # the zoo imports the prototxt room only; kept local to stay light
-
     if source and zoo.is_zoo_ref(source):
         facts[meta.PROTOTXT] = source
         facts[meta.PROTOTXT_MD5] = hashlib.md5(zoo.prototxt_text(source).encode("utf-8"),
@@ -197,9 +200,13 @@ def _source_facts(model: CaffeNet, prototxt: str | os.PathLike | None,
     elif source and Path(source).is_file():
         facts[meta.PROTOTXT] = Path(source).name
         facts[meta.PROTOTXT_MD5] = file_md5(source)
+    elif prototxt is not None:
+        raise FileAccessError("no such prototxt file to hash into the ONNX metadata", file=source)
     elif source:
         facts[meta.PROTOTXT] = Path(source).name
     if caffemodel is not None:
+        if not Path(caffemodel).is_file():
+            raise FileAccessError("no such caffemodel file to hash into the ONNX metadata", file=str(caffemodel))
         facts[meta.CAFFEMODEL] = Path(caffemodel).name
         facts[meta.CAFFEMODEL_MD5] = file_md5(caffemodel)
     return facts

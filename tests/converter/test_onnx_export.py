@@ -507,3 +507,24 @@ def test_convert_command_refuses_onnx_options_without_onnx_and_bad_splits(tmp_pa
     err = capsys.readouterr().err
     assert "split outputs need an OpenPose net" in err and "Traceback" not in err
     assert not target.exists()
+
+
+def test_missing_source_files_are_reported_before_exporting(tmp_path) -> None:
+    model = CaffeNet(*family_net("activations"))
+    with pytest.raises(FileAccessError, match="no such caffemodel"):
+        export_onnx(model, tmp_path / "x.onnx", caffemodel=tmp_path / "missing.caffemodel")
+    with pytest.raises(FileAccessError, match="no such prototxt"):
+        export_onnx(model, tmp_path / "x.onnx", prototxt=tmp_path / "missing.prototxt")
+    assert _leftovers(tmp_path) == []
+
+
+def test_fp16_error_beyond_its_bound_fails_the_export(tmp_path) -> None:
+    """ArgMax indices jump when fp16 rounding reorders near-equal values: far beyond the fp16 bound."""
+    model = CaffeNet(*family_net("shape_tensor"))
+    target = tmp_path / "shape.onnx"
+    with pytest.raises(ExportError, match=r"output 'argmax' diverges .* \(fp16\)"):
+        export_onnx(model, target, fp16=True)
+    assert _leftovers(tmp_path) == []
+    report = export_onnx(model, target, fp16=True, fp16_tolerance=None)
+    assert report.fp16_max_relative_error > FP16_BOUND
+    assert read_onnx_metadata(target)["fp16_max_relative_error"] == report.fp16_max_relative_error

@@ -1,6 +1,6 @@
 """Forward time of one OpenPose net in onnxruntime, PyTorch (eager) and OpenCV dnn, side by side.
 
-    python -m posebridge.tools.bench_backends [--net coco] [--sizes 368x656,184x184] [--repeats 3]
+    python -m posebridge.tools.bench_backends [--net coco] [--sizes 368x656,184x184] [--repeats 3] [--fp16]
 
 The net is a zoo architecture with synthetic (He) weights, written once as prototxt +
 caffemodel (for OpenCV dnn's Caffe importer) and exported once to ONNX by
@@ -10,7 +10,9 @@ the ratio to the fastest backend at that size, and each backend's relative error
 PyTorch (so the three compute the same thing). Backends use their production settings:
 onnxruntime with every graph optimisation, PyTorch under ``torch.inference_mode``, OpenCV dnn
 on its own CPU backend with its defaults (fusion and Winograd on). All use ``--threads``
-threads (default: every core). Timings on a shared machine vary; the load average is printed.
+threads (default: every core). ``--fp16`` adds onnxruntime running the fp16 rewrite of the same
+export (:mod:`posebridge.converter.onnx_fp16`). Timings on a shared machine vary; the load
+average is printed.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ DEFAULT_SIZES = ((368, 656), (184, 184))
 DEFAULT_REPEATS = 3
 WARMUP = 1
 SEED = 0
-BACKENDS = ("onnxruntime", "pytorch", "opencv")
+FP16_BACKEND = "onnxruntime-fp16"
 
 Forward = Callable[[np.ndarray], np.ndarray]
 
@@ -64,6 +66,7 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=DEFAULT_REPEATS, help="timed forwards per backend and size")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="threads for every backend")
     parser.add_argument("--workdir", help="keep the prototxt, caffemodel and ONNX files here (default: a temp dir)")
+    parser.add_argument("--fp16", action="store_true", help="also time onnxruntime on the fp16 rewrite")
     args = parser.parse_args(argv)
     args.sizes = [_size(item) for item in args.sizes.split(",")]
     return args
@@ -91,21 +94,32 @@ def _prepare(net: str, folder: Path) -> tuple[object, Path, Path, Path]:
     return model, prototxt, caffemodel, onnx_path
 
 
-def _backends(model, prototxt: Path, caffemodel: Path, onnx_path: Path, threads: int) -> dict[str, Forward]:
-    import cv2
+def _onnxruntime_forward(model_source: str | bytes, threads: int) -> Forward:
     import onnxruntime
-    import torch
 
-    torch.set_num_threads(threads)
-    cv2.setNumThreads(threads)
     options = onnxruntime.SessionOptions()
     options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.intra_op_num_threads = threads
-    session = onnxruntime.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+    session = onnxruntime.InferenceSession(model_source, options, providers=["CPUExecutionProvider"])
     input_name = session.get_inputs()[0].name
 
     def run_onnxruntime(x: np.ndarray) -> np.ndarray:
         return session.run(None, {input_name: x})[0]
+
+    return run_onnxruntime
+
+
+def _backends(model, prototxt: Path, caffemodel: Path, onnx_path: Path, threads: int,
+              fp16: bool) -> dict[str, Forward]:
+    import cv2
+    import onnx
+    import torch
+
+    from posebridge.converter.onnx_fp16 import convert_to_fp16
+
+    torch.set_num_threads(threads)
+    cv2.setNumThreads(threads)
+    run_onnxruntime = _onnxruntime_forward(str(onnx_path), threads)
 
     def run_pytorch(x: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
@@ -119,7 +133,11 @@ def _backends(model, prototxt: Path, caffemodel: Path, onnx_path: Path, threads:
         net.setInput(x)
         return np.array(net.forward(), dtype=np.float32)
 
-    return {"onnxruntime": run_onnxruntime, "pytorch": run_pytorch, "opencv": run_opencv}
+    forwards = {"onnxruntime": run_onnxruntime, "pytorch": run_pytorch, "opencv": run_opencv}
+    if fp16:
+        half = convert_to_fp16(onnx.load(str(onnx_path)))
+        forwards[FP16_BACKEND] = _onnxruntime_forward(half.SerializeToString(), threads)
+    return forwards
 
 
 def _relative_error(actual: np.ndarray, expected: np.ndarray) -> float:
@@ -136,7 +154,8 @@ def measure(forwards: dict[str, Forward], sizes: Sequence[tuple[int, int]], repe
         x = rng.uniform(-0.5, 0.5, size=(1, 3, *size)).astype(np.float32)
         reference = None
         results = {}
-        for name in ("pytorch", *(b for b in BACKENDS if b != "pytorch")):
+        order = ["pytorch", *(b for b in forwards if b != "pytorch")]
+        for name in order:
             forward = forwards[name]
             for _ in range(WARMUP):
                 output = forward(x)
@@ -149,7 +168,7 @@ def measure(forwards: dict[str, Forward], sizes: Sequence[tuple[int, int]], repe
                 reference = output
             results[name] = Timing(name, size, tuple(seconds), _relative_error(output, reference))
             print(f"  {size[0]}x{size[1]} {name}: median {statistics.median(seconds) * 1e3:.0f} ms", flush=True)
-        timings.extend(results[b] for b in BACKENDS)
+        timings.extend(results[b] for b in forwards)
     return timings
 
 
@@ -177,7 +196,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         folder = Path(args.workdir or scratch)
         folder.mkdir(parents=True, exist_ok=True)
         model, prototxt, caffemodel, onnx_path = _prepare(args.net, folder)
-        forwards = _backends(model, prototxt, caffemodel, onnx_path, args.threads)
+        forwards = _backends(model, prototxt, caffemodel, onnx_path, args.threads, args.fp16)
         print(f"net {args.net} (synthetic weights), {args.threads} threads, warm-up {WARMUP}, "
               f"median of {args.repeats}", flush=True)
         timings = measure(forwards, args.sizes, args.repeats)

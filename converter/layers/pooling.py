@@ -43,19 +43,21 @@ SUPPORTED_METHODS = {PoolingParameter.MAX: "MAX", PoolingParameter.AVE: "AVE"}
 SPATIAL_RANK = 4
 
 
-def right_padding(kernel: int, stride: int, pad: int, ceil_mode: bool) -> int:
+def right_padding(kernel: int, stride: int, pad: int, ceil_mode: bool, drop_last: bool | None = None) -> int:
     """The constant right pad ``r`` that makes floor pooling of [p | input | r] give Caffe's count.
 
-    Caffe's CEIL count is ``min(O0, ceil((n + p) / s))`` when p > 0 (O0 = ceil((n+2p-k)/s) + 1;
-    the drop removes exactly the windows starting at or beyond n + p, and at most one exists),
-    and O0 when p = 0. With left pad p, floor pooling over n + p + r gives
-    ``floor((n + p + r - k) / s) + 1``, which equals O0 for r = p + s - 1 and
+    Caffe's CEIL count is ``min(O0, ceil((n + p) / s))`` when the last-window drop is active
+    (O0 = ceil((n+2p-k)/s) + 1; the drop removes exactly the windows starting at or beyond
+    n + p, and at most one exists), and O0 otherwise. Caffe activates the drop on BOTH axes
+    whenever either is padded (``if (pad_h_ || pad_w_)`` in PoolingLayer::Reshape):
+    ``drop_last`` says so (default: this axis's own pad). With left pad p, floor pooling over
+    n + p + r gives ``floor((n + p + r - k) / s) + 1``, which equals O0 for r = p + s - 1 and
     ceil((n + p) / s) for r = k - 1; a min of such floors is the floor at the smaller r.
     FLOOR: O = floor((n + 2p - k) / s) + 1 (never dropped, as p < k), so r = p.
     """
     if not ceil_mode:
         return pad
-    if pad == 0:
+    if not (bool(pad) if drop_last is None else drop_last):
         return stride - 1
     return min(kernel - 1, pad + stride - 1)
 
@@ -190,6 +192,7 @@ def convert_pooling(spec: LayerSpec) -> nn.Module:
     _check(spec, min(kernel) > 0 and min(stride) > 0, f"kernel {kernel} and stride {stride} must be positive")
     _check(spec, pad[0] < kernel[0] and pad[1] < kernel[1], f"pad {pad} must be smaller than the kernel {kernel}")
     ceil_mode = params.round_mode == PoolingParameter.CEIL
-    axes = [AxisGeometry(kernel[i], stride[i], pad[i], right_padding(kernel[i], stride[i], pad[i], ceil_mode))
-            for i in range(2)]
+    drop_last = any(pad)  # Caffe: ``if (pad_h_ || pad_w_)`` drops on both axes
+    axes = [AxisGeometry(kernel[i], stride[i], pad[i],
+                         right_padding(kernel[i], stride[i], pad[i], ceil_mode, drop_last)) for i in range(2)]
     return CaffePooling(method, axes[0], axes[1])

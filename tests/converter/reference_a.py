@@ -86,11 +86,13 @@ def inner_product(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, ax
 
 # --- Pooling -------------------------------------------------------------------------------------
 
-def pooled_size(size: int, kernel: int, stride: int, pad: int, ceil_mode: bool = True) -> int:
-    """PoolingLayer::Reshape: float ceil/floor of (size + 2p - k) / s, + 1, then the padding drop."""
+def pooled_size(size: int, kernel: int, stride: int, pad: int, ceil_mode: bool = True,
+                any_pad: bool | None = None) -> int:
+    """PoolingLayer::Reshape: float ceil/floor of (size + 2p - k) / s, + 1, then the padding drop,
+    which Caffe applies on both axes when either is padded (``pad_h_ || pad_w_``)."""
     ratio = np.float32(size + 2 * pad - kernel) / np.float32(stride)
     out = int(math.ceil(ratio) if ceil_mode else math.floor(ratio)) + 1
-    if pad and (out - 1) * stride >= size + pad:
+    if (bool(pad) if any_pad is None else any_pad) and (out - 1) * stride >= size + pad:
         out -= 1
     return out
 
@@ -101,8 +103,9 @@ def pooling(x: np.ndarray, method: str, kernel: Pair, stride: Pair, pad: Pair, c
     n, c, h, w = x.shape
     if global_pooling:
         kernel, stride, pad = (h, w), (1, 1), (0, 0)
-    out_h = pooled_size(h, kernel[0], stride[0], pad[0], ceil_mode)
-    out_w = pooled_size(w, kernel[1], stride[1], pad[1], ceil_mode)
+    any_pad = bool(pad[0] or pad[1])
+    out_h = pooled_size(h, kernel[0], stride[0], pad[0], ceil_mode, any_pad)
+    out_w = pooled_size(w, kernel[1], stride[1], pad[1], ceil_mode, any_pad)
     out = np.zeros((n, c, out_h, out_w), dtype=np.float32)
     for ph in range(out_h):
         for pw in range(out_w):

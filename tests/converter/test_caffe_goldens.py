@@ -45,14 +45,7 @@ CAFFE_CHECKED_TYPES = {
 
 #: Where posebridge and Caffe are known to disagree: (net, layer) -> what differs. Each case is a
 #: strict xfail (fixing the converter makes it XPASS, which fails: then delete the entry here).
-POOLING_DROP_RULE = (
-    "Pooling: Caffe's Reshape drops a last window starting at or beyond n + pad on BOTH axes whenever "
-    "pad_h or pad_w is non-zero; posebridge drops only on an axis whose own pad is non-zero, so it emits one "
-    "extra window on the unpadded axis (AVE: -0.0, MAX: -FLT_MAX); every other value is exact")
-KNOWN_DISAGREEMENTS = {
-    ("pooling", "ave_pad_h_only"): POOLING_DROP_RULE,
-    ("pooling", "max_pad_w_only"): POOLING_DROP_RULE,
-}
+KNOWN_DISAGREEMENTS: dict[tuple[str, str], str] = {}
 
 
 def _known(net: str) -> set[str]:

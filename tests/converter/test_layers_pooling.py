@@ -162,8 +162,11 @@ def test_opencv_sweep_where_opencv_follows_caffe(tmp_path):
     checked = 0
     for method, k, s in itertools.product(("MAX", "AVE"), (2, 3), (1, 2, 3)):
         for p, height in itertools.product(range(k), range(k, 10)):
-            if method == "MAX" and p == 0 and s > k:
-                continue  # windows wholly outside the input: OpenCV writes 0, Caffe -FLT_MAX
+            if p == 0 and s > k:
+                # The width axis is padded, so Caffe (``pad_h_ || pad_w_``) drops a last height
+                # window starting beyond the input; OpenCV decides per axis and keeps it (for MAX
+                # writing 0 where Caffe would have -FLT_MAX). The Caffe goldens cover this case.
+                continue
             shape = (2, 3, height, 5)
             x = rng.standard_normal(shape).astype(np.float32)
             net = hc.make_net(pool_text(axis_fields((k, 2), (s, 1), (p, 1), method, True)), {"data": shape})
@@ -206,6 +209,10 @@ def test_right_padding_table():
     assert right_padding(5, 1, 1, True) == 1
     assert right_padding(2, 2, 0, True) == 1
     assert right_padding(3, 2, 1, False) == 1
+    # An unpadded axis still drops a last window starting beyond the input when the other
+    # axis is padded (Caffe's ``pad_h_ || pad_w_``): r = min(k - 1, s - 1), not s - 1.
+    assert right_padding(2, 4, 0, True, drop_last=True) == 1
+    assert right_padding(2, 4, 0, True, drop_last=False) == 3
 
 
 def test_converted_modules():

@@ -22,7 +22,8 @@ import numpy as np
 
 from posebridge.runtime.backends import Backend
 from posebridge.runtime.people import Person
-from posebridge.runtime.preprocess import normalize_to_tensor, resize_maps
+from posebridge.runtime.preprocess import normalize_to_tensor
+from posebridge.runtime.upsample import resize_maps
 from posebridge.runtime.skeletons import FACE, HAND, Skeleton
 
 #: A body part takes part in a box only above this score (handDetector / faceDetector).
@@ -145,7 +146,7 @@ def crop(image_bgr: np.ndarray, box: Box, side: int = DEFAULT_CROP_SIDE, *, mirr
 
 def keypoints_from_output(net_output: np.ndarray, parts: int, matrix: np.ndarray, side: int) -> np.ndarray:
     """(parts, 3) x, y, score in image pixels: the maximum of each channel (cv::minMaxLoc's first)."""
-    maps = resize_maps(net_output, (side, side))[:parts]
+    maps = resize_maps(np.asarray(net_output).reshape(-1, *np.shape(net_output)[-2:]), (side, side))[:parts]
     flat = maps.reshape(parts, -1)
     index = flat.argmax(axis=1)  # first maximum in row-major order, as minMaxLoc
     ys, xs = np.divmod(index, side)

@@ -22,12 +22,12 @@ from posebridge.runtime.preprocess import (
     DEFAULT_NET_RESOLUTION,
     DEFAULT_SCALE_GAP,
     DEFAULT_SCALE_NUMBER,
-    merge_scales,
     nms_offset,
     prepare_inputs,
     scale_net_to_output,
 )
 from posebridge.runtime.skeletons import Skeleton, get_skeleton
+from posebridge.runtime.upsample import average_scales
 
 
 @dataclass
@@ -86,7 +86,8 @@ class PoseEstimator:
                     results[i].append(output[row])
         merged = []
         for scales, outputs in zip(prepared, results):
-            merged.append((merge_scales(outputs, scales[0].net_size), scales[0].scale, scales[0].net_size))
+            width, height = scales[0].net_size
+            merged.append((average_scales(outputs, (height, width)), scales[0].scale, scales[0].net_size))
         return merged
 
     def people(self, maps: np.ndarray, image_size: tuple[int, int], net_size: tuple[int, int]) -> list[Person]:

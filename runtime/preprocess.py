@@ -247,41 +247,6 @@ def _as_maps(maps: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(maps, dtype=np.float32)
 
 
-def resize_maps(maps: np.ndarray, target_size: Size) -> np.ndarray:
-    """Each channel of (C, h, w) float32 resized alone with ``cv2.resize`` ``INTER_CUBIC`` to (w, h).
-
-    Per channel, as OpenPose does: a multi-channel ``cv2.resize`` differs in the last bits.
-    """
-    maps = _as_maps(maps)
-    width, height = int(target_size[0]), int(target_size[1])
-    out = np.empty((maps.shape[0], height, width), dtype=np.float32)
-    for channel in range(maps.shape[0]):
-        cv2.resize(maps[channel], (width, height), dst=out[channel], interpolation=cv2.INTER_CUBIC)
-    return out
-
-
-def merge_scales(maps_per_scale: Sequence[np.ndarray], target_size: Size) -> np.ndarray:
-    """OpenPose's ``resizeAndMergeCpu``: (C, h_i, w_i) maps of each scale -> (C, H, W) float32.
-
-    ``target_size`` is the net input size (w, h) of scale 0. Each scale's whole map (padding
-    included) is resized to it with per-channel cubic ``cv2.resize``; with several scales the
-    results are summed in scale order in float32 and divided by their count.
-    """
-    if not maps_per_scale:
-        raise ShapeError("merge_scales needs the maps of at least one scale")
-    merged = resize_maps(maps_per_scale[0], target_size)
-    if len(maps_per_scale) == 1:
-        return merged
-    channels = merged.shape[0]
-    for maps in maps_per_scale[1:]:
-        resized = resize_maps(maps, target_size)
-        if resized.shape[0] != channels:
-            raise ShapeError(f"scales disagree on channel count: {channels} vs {resized.shape[0]}")
-        merged += resized
-    merged /= np.float32(len(maps_per_scale))
-    return merged
-
-
 def scale_net_to_output(image_size: Size, net_size: Size) -> float:
     """OpenPose's ``mScaleNetToOutput`` (a float32 value): net-input pixels -> image pixels.
 

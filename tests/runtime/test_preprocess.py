@@ -12,6 +12,7 @@ import pytest
 
 from posebridge.errors import LimitExceededError, PosebridgeError, ShapeError
 from posebridge.runtime import preprocess as pp
+from posebridge.runtime.upsample import average_scales
 
 
 def _random_image(height: int, width: int, seed: int = 0) -> np.ndarray:
@@ -183,10 +184,10 @@ def test_prepare_inputs_rejects_bad_images(bad):
 def test_merge_single_scale_is_per_channel_cubic():
     rng = np.random.default_rng(4)
     maps = rng.random((57, 46, 62), dtype=np.float32)
-    merged = pp.merge_scales([maps], (496, 368))
+    merged = average_scales([maps], (368, 496))
     assert merged.shape == (57, 368, 496) and merged.dtype == np.float32
     # channel independence, bit for bit: resizing one channel alone gives the same values
-    alone = pp.merge_scales([maps[7:8]], (496, 368))
+    alone = average_scales([maps[7:8]], (368, 496))
     assert np.array_equal(merged[7], alone[0])
     assert np.array_equal(merged[7], cv2.resize(maps[7], (496, 368), interpolation=cv2.INTER_CUBIC))
 
@@ -194,7 +195,7 @@ def test_merge_single_scale_is_per_channel_cubic():
 def test_merge_scales_averages_constant_maps():
     first = np.full((3, 46, 62), 0.25, np.float32)
     second = np.full((3, 34, 46), 0.75, np.float32)
-    merged = pp.merge_scales([first, second], (496, 368))
+    merged = average_scales([first, second], (368, 496))
     assert merged.shape == (3, 368, 496)
     assert np.allclose(merged, 0.5, atol=1e-6)
 
@@ -202,7 +203,7 @@ def test_merge_scales_averages_constant_maps():
 def test_merge_scales_stretches_whole_maps():
     # OpenPose's CPU merge stretches each scale's whole map (padding included) to the target.
     ramp = np.tile(np.arange(34, dtype=np.float32), (3, 26, 1))          # value = x at 1/8 size
-    merged = pp.merge_scales([np.zeros((3, 46, 62), np.float32), ramp], (496, 368))
+    merged = average_scales([np.zeros((3, 46, 62), np.float32), ramp], (368, 496))
     # 2nd scale stretched by 496/34: at target x the ramp reads (x+0.5)*34/496 - 0.5 (cv2.resize's
     # centre alignment), halved by the mean; OpenCV quantises the sampling position (~0.04 here)
     for x in (100, 250, 300):
@@ -211,9 +212,9 @@ def test_merge_scales_stretches_whole_maps():
 
 def test_merge_scales_rejects_channel_mismatch():
     with pytest.raises(ShapeError):
-        pp.merge_scales([np.zeros((3, 8, 8), np.float32), np.zeros((4, 8, 8), np.float32)], (64, 64))
+        average_scales([np.zeros((3, 8, 8), np.float32), np.zeros((4, 8, 8), np.float32)], (64, 64))
     with pytest.raises(ShapeError):
-        pp.merge_scales([], (64, 64))
+        average_scales([], (64, 64))
 
 
 def test_scale_net_to_output_hand_computed():

@@ -17,7 +17,7 @@ from torch import nn
 
 from posebridge.errors import ForbiddenLayerError, UnsupportedLayerError
 from posebridge.prototxt import caffe_pb2
-from posebridge.prototxt.layer_types import layer_type
+from posebridge.prototxt.layer_types import layer_params
 
 
 @dataclass(frozen=True)
@@ -39,10 +39,7 @@ class LayerSpec:
     @property
     def params(self) -> Message | None:
         """The type-specific parameter message (e.g. ``convolution_param``), or None."""
-        entry = layer_type(self.type)
-        if entry is None or entry.param_field is None:
-            return None
-        return getattr(self.layer, entry.param_field)
+        return layer_params(self.layer, self.type)
 
     def unsupported(self, what: str) -> UnsupportedLayerError:
         """An UnsupportedLayerError for a mode of this layer that posebridge cannot convert."""

@@ -15,7 +15,7 @@ from google.protobuf.message import Message
 
 from posebridge.errors import ForbiddenLayerError, GraphError, UnsupportedLayerError
 from posebridge.prototxt import caffe_pb2
-from posebridge.prototxt.layer_types import category_of, layer_type
+from posebridge.prototxt.layer_types import category_of, layer_params, layer_type
 
 Shape = tuple[int, ...]
 
@@ -58,10 +58,7 @@ class Node:
     @property
     def params(self) -> Message | None:
         """The type-specific parameter message (e.g. ``convolution_param``), or None."""
-        entry = layer_type(self.type)
-        if entry is None or entry.param_field is None:
-            return None
-        return getattr(self.layer, entry.param_field)
+        return layer_params(self.layer, self.type)
 
 
 @dataclass

@@ -54,3 +54,11 @@ def category_of(name: str) -> str:
     """The category of a layer type; ``"opaque"`` for unknown types."""
     entry = _table().get(name)
     return entry.category if entry else "opaque"
+
+
+def layer_params(layer, type_name: str):
+    """The type-specific parameter message of a LayerParameter (e.g. ``convolution_param``), or None."""
+    entry = _table().get(type_name)
+    if entry is None or entry.param_field is None:
+        return None
+    return getattr(layer, entry.param_field)

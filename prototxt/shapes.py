@@ -105,39 +105,25 @@ def _check4(node: Node, shape: Shape) -> None:
         raise _fail(node, f"expects a 4-D bottom (N, C, H, W), got {list(shape)}")
 
 
-@_rule("Convolution")
+def _conv_output_size(node: Node, size: int, axis: int, g: dict[str, tuple[int, int]]) -> int:
+    """One spatial output size of a Convolution (floor) or Deconvolution (its inverse)."""
+    extent = g["dilation"][axis] * (g["kernel"][axis] - 1) + 1
+    if node.type == "Deconvolution":
+        return g["stride"][axis] * (size - 1) + extent - 2 * g["pad"][axis]
+    return (size + 2 * g["pad"][axis] - extent) // g["stride"][axis] + 1
+
+
+@_rule("Convolution", "Deconvolution")
 def _convolution(node: Node, bottoms: list[Shape]) -> list[Shape]:
     g = conv_geometry(node)
     p = node.layer.convolution_param
     out = []
     for shape in bottoms:
         _check4(node, shape)
-        spatial = []
-        for i in range(2):
-            extent = g["dilation"][i] * (g["kernel"][i] - 1) + 1
-            size = (shape[2 + i] + 2 * g["pad"][i] - extent) // g["stride"][i] + 1
-            if size <= 0:
-                raise _fail(node, f"output size {size} <= 0 for input {list(shape)} (kernel {g['kernel']}, "
-                                  f"pad {g['pad']}, stride {g['stride']}, dilation {g['dilation']})")
-            spatial.append(size)
-        out.append((shape[0], p.num_output, *spatial))
-    return out
-
-
-@_rule("Deconvolution")
-def _deconvolution(node: Node, bottoms: list[Shape]) -> list[Shape]:
-    g = conv_geometry(node)
-    p = node.layer.convolution_param
-    out = []
-    for shape in bottoms:
-        _check4(node, shape)
-        spatial = []
-        for i in range(2):
-            extent = g["dilation"][i] * (g["kernel"][i] - 1) + 1
-            size = g["stride"][i] * (shape[2 + i] - 1) + extent - 2 * g["pad"][i]
-            if size <= 0:
-                raise _fail(node, f"output size {size} <= 0 for input {list(shape)}")
-            spatial.append(size)
+        spatial = [_conv_output_size(node, shape[2 + i], i, g) for i in range(2)]
+        if min(spatial) <= 0:
+            raise _fail(node, f"output size {spatial} <= 0 for input {list(shape)} (kernel {g['kernel']}, "
+                              f"pad {g['pad']}, stride {g['stride']}, dilation {g['dilation']})")
         out.append((shape[0], p.num_output, *spatial))
     return out
 
@@ -392,11 +378,28 @@ def infer_shapes(graph: Graph, input_shapes: Mapping[str, Shape] | None = None, 
             tops = rule(node, bottoms)
         except ShapeError as error:
             raise ShapeError(error.detail, file=source, layer=node.name) from None
+        padded = _padded_input(node, bottoms[0])
+        if padded is not None:
+            check_activation_shape(padded, limits, what="padded input", file=source, layer=node.name)
         for top, shape in zip(node.tops, tops):
             shapes[top] = tuple(int(d) for d in shape)
             check_activation_shape(shapes[top], limits, what=f"output '{graph.caffe_blob.get(top, top)}'",
                                    file=source, layer=node.name)
     return shapes
+
+
+def _padded_input(node: Node, bottom: Shape) -> Shape | None:
+    """The largest padded input a Convolution or Pooling may build from ``bottom`` (an upper
+    bound: pooling pads up to ``pad`` left and ``pad + stride - 1`` right for Caffe's rounding)."""
+    if node.type == "Convolution":
+        pad = conv_geometry(node)["pad"]
+        extra = (2 * pad[0], 2 * pad[1])
+    elif node.type == "Pooling" and not node.layer.pooling_param.global_pooling:
+        g = pool_geometry(node, (bottom[2], bottom[3]))
+        extra = (2 * g["pad"][0] + g["stride"][0] - 1, 2 * g["pad"][1] + g["stride"][1] - 1)
+    else:
+        return None
+    return (*bottom[:2], bottom[2] + extra[0], bottom[3] + extra[1])
 
 
 def expected_blob_shapes(node: Node, bottoms: Sequence[Shape | None], *,

@@ -42,7 +42,7 @@ from posebridge.atomic import atomic_path
 from posebridge.converter import onnx_metadata as meta
 from posebridge.converter.model_family import ModelFamily, file_md5, recognise
 from posebridge.converter.network import CaffeNet
-from posebridge.converter.onnx_fp16 import convert_to_fp16
+from posebridge.converter.onnx_fp16 import convert_to_fp16, rename_value
 from posebridge.errors import ExportError, FileAccessError
 
 MIN_OPSET = 17
@@ -122,12 +122,16 @@ class ExportReport:
         return "\n".join(lines)
 
 
+#: The attribute holding the net in the exported wrapper; stripped from initializer names.
+WRAPPED_NET = "net"
+
+
 class _ExportModule(nn.Module):
     """The net with a flat tuple of outputs; with ``split`` the one output cut into channel ranges."""
 
     def __init__(self, net: CaffeNet, split: Sequence[tuple[int, int]] | None) -> None:
         super().__init__()
-        self.net = net
+        setattr(self, WRAPPED_NET, net)
         self.split = tuple(split) if split else None
 
     def arrange(self, result: torch.Tensor | tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
@@ -138,7 +142,19 @@ class _ExportModule(nn.Module):
         return tuple(outputs[0].narrow(1, start, stop - start) for start, stop in self.split)
 
     def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        return self.arrange(self.net(*inputs))
+        return self.arrange(getattr(self, WRAPPED_NET)(*inputs))
+
+
+def _strip_wrapper_prefix(proto: onnx.ModelProto) -> None:
+    """Initializers named as the net's own state_dict (``features.conv1_1.weight``), as in safetensors."""
+    prefix = f"{WRAPPED_NET}."
+    taken = {t.name for t in proto.graph.initializer} | {v.name for v in proto.graph.input}
+    for tensor in proto.graph.initializer:
+        if tensor.name.startswith(prefix) and tensor.name[len(prefix):] not in taken:
+            new_name = tensor.name[len(prefix):]
+            rename_value(proto.graph, tensor.name, new_name)
+            taken.add(new_name)
+            tensor.name = new_name
 
 
 def declared_input_shapes(model: CaffeNet) -> dict[str, tuple[int, ...]]:
@@ -423,6 +439,7 @@ def export_onnx(model: CaffeNet, path: str | os.PathLike, *, opset: int = DEFAUL
         raise ExportError(f"torch.onnx.export failed: {type(error).__name__}: {error}", file=where) from None
 
     proto = onnx.load_from_string(model_bytes)
+    _strip_wrapper_prefix(proto)
     values = _metadata(model, family, names, split is not None, sources, FP32)
     values.update(metadata or {})
     meta.set_metadata(proto, values)

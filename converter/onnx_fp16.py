@@ -98,7 +98,8 @@ def _keep_float32_inputs(graph: onnx.GraphProto) -> None:
     graph.node.extend(nodes)
 
 
-def _rename_everywhere(graph: onnx.GraphProto, old: str, new: str) -> None:
+def rename_value(graph: onnx.GraphProto, old: str, new: str) -> None:
+    """Rename value ``old`` to ``new`` in every node of ``graph`` and its subgraphs (not in graph inputs/outputs)."""
     for node in graph.node:
         for i, name in enumerate(node.input):
             if name == old:
@@ -108,10 +109,10 @@ def _rename_everywhere(graph: onnx.GraphProto, old: str, new: str) -> None:
                 node.output[i] = new
         for attribute in node.attribute:  # outer-scope references from subgraphs
             if attribute.type == onnx.AttributeProto.GRAPH:
-                _rename_everywhere(attribute.g, old, new)
+                rename_value(attribute.g, old, new)
             elif attribute.type == onnx.AttributeProto.GRAPHS:
                 for sub in attribute.graphs:
-                    _rename_everywhere(sub, old, new)
+                    rename_value(sub, old, new)
 
 
 def convert_to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -128,11 +129,11 @@ def convert_to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
     entry, exit_ = [], []
     for name in float_inputs:
         inner = f"{name}{FP16_SUFFIX}"
-        _rename_everywhere(graph, name, inner)
+        rename_value(graph, name, inner)
         entry.append(helper.make_node("Cast", [name], [inner], to=FLOAT16, name=f"{name}_to_fp16"))
     for name in float_outputs:
         inner = f"{name}{FP16_SUFFIX}"
-        _rename_everywhere(graph, name, inner)
+        rename_value(graph, name, inner)
         exit_.append(helper.make_node("Cast", [inner], [name], to=FLOAT, name=f"{name}_to_fp32"))
     for value in (*graph.input, *graph.output):
         if value.name in float_inputs or value.name in float_outputs:

@@ -133,6 +133,10 @@ def _assert_dynamic_graph(exported: Exported, output_names: list[str]) -> onnx.M
     assert [d.HasField("dim_param") for d in dims] == [True, False, True, True]
     assert dims[1].dim_value == 3
     assert [o.name for o in proto.graph.output] == output_names
+    weights = {t.name for t in proto.graph.initializer}
+    first_conv = next(step.layer for step in exported.model.steps if step.type == "Convolution")
+    assert f"{exported.model.module_path[first_conv]}.weight" in weights  # named as the state_dict (and safetensors)
+    assert not any(name.startswith("net.") for name in weights)
     return proto
 
 

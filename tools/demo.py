@@ -14,7 +14,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 
 from posebridge import zoo
 from posebridge.atomic import write_text_atomic

@@ -143,7 +143,7 @@ def _decode_blob(buf: memoryview, start: int, end: int, limits: Limits) -> BlobR
     count = 1
     for d in dims:
         count *= d
-        if count > limits.max_blob_elements:
+        if count > limits.max_blob_elements or d > limits.max_blob_elements:  # (a 0 elsewhere hides a huge d)
             raise LimitExceededError(f"a blob declares shape {dims}, over the limit of "
                                      f"{limits.max_blob_elements} elements")
 

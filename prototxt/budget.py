@@ -67,18 +67,22 @@ def shape_elements(shape: Sequence[int]) -> int:
     return count
 
 
-def _check_dims(shape: Sequence[int], what: str, file: str | None, layer: str | None) -> None:
+def _check_dims(shape: Sequence[int], what: str, file: str | None, layer: str | None, *,
+                allow_empty: bool = True) -> None:
     if any(int(d) < 0 for d in shape):
         raise ShapeError(f"{what} has a negative dimension: {list(shape)}", file=file, layer=layer)
+    if not allow_empty and any(int(d) == 0 for d in shape):
+        raise ShapeError(f"{what} is empty: shape {list(shape)} has a zero dimension", file=file, layer=layer)
 
 
 def check_activation_shape(shape: Sequence[int], limits: Limits, *, what: str = "blob",
                            file: str | None = None, layer: str | None = None) -> int:
     """Element count of an activation (an Input or a layer output); raises when over budget.
 
-    The budget is ``limits.max_activation_bytes`` for one float32 blob.
+    The budget is ``limits.max_activation_bytes`` for one float32 blob. A zero dimension (an
+    empty blob, e.g. from ``num_output: 0``) is a ShapeError: no layer can compute with it.
     """
-    _check_dims(shape, what, file, layer)
+    _check_dims(shape, what, file, layer, allow_empty=False)
     count = shape_elements(shape)
     if count * FLOAT32_BYTES > limits.max_activation_bytes:
         raise LimitExceededError(
@@ -92,7 +96,7 @@ def check_weight_shape(shape: Sequence[int], limits: Limits, *, what: str = "wei
     """Element count of a learnable blob the net's parameters imply; raises when over budget."""
     _check_dims(shape, what, file, layer)
     count = shape_elements(shape)
-    if count > limits.max_blob_elements:
+    if count > limits.max_blob_elements or any(int(d) > limits.max_blob_elements for d in shape):
         raise LimitExceededError(
             f"{what} of shape {list(shape)} holds {count} values, over the limit of "
             f"{limits.max_blob_elements} values per blob", file=file, layer=layer)

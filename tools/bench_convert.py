@@ -3,7 +3,7 @@
 Run ``python -m posebridge.tools.bench_convert`` (defaults: the official COCO prototxt from the
 shared folder, a synthetic ``he`` caffemodel of the real size, 209 MB, written to a temporary
 folder, forward at 1x3x368x656). Every figure is the median of ``--repeats`` runs after one
-warm-up run. A figure, not a test: nothing here asserts a speed.
+warm-up run; the forward runs are interleaved (torch, OpenCV, OpenCV, torch, ...). A figure, not a test: nothing here asserts a speed.
 
 * Conversion: ``load_graph`` + ``load_weights`` (read + match) + ``CaffeNet``, each run in a
   fresh child process so that its peak resident memory (``ru_maxrss``) belongs to that run
@@ -79,11 +79,18 @@ def _convert_in_child(prototxt: Path, caffemodel: Path) -> dict[str, float]:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def _median_of(repeats: int, run: Callable[[], float]) -> tuple[float, list[float]]:
-    """Median seconds of ``repeats`` calls of ``run`` after one warm-up call (each call returns seconds)."""
-    run()
-    times = [run() for _ in range(repeats)]
-    return statistics.median(times), times
+def _interleaved_medians(runners: dict[str, Callable[[], float]], repeats: int) -> dict[str, list[float]]:
+    """Seconds of ``repeats`` rounds, each calling every runner once, after one warm-up round.
+
+    Interleaving spreads any change in machine load over all runners alike.
+    """
+    for run in runners.values():
+        run()
+    times: dict[str, list[float]] = {name: [] for name in runners}
+    for _ in range(repeats):
+        for name, run in runners.items():
+            times[name].append(run())
+    return times
 
 
 def _cores() -> int:
@@ -151,11 +158,10 @@ def bench_forward(prototxt: Path, caffemodel: Path, size: tuple[int, int], repea
 
         return once
 
-    results = {"input": list(image.shape), "threads": threads}
-    results["torch_s"], results["torch_s_runs"] = _median_of(repeats, torch_once)
-    for fusion in (True, False):
-        key = f"opencv_fusion_{'on' if fusion else 'off'}"
-        results[f"{key}_s"], results[f"{key}_s_runs"] = _median_of(repeats, opencv_runner(fusion))
+    results: dict = {"input": list(image.shape), "threads": threads}
+    runners = {"torch": torch_once, "opencv_fusion_on": opencv_runner(True), "opencv_fusion_off": opencv_runner(False)}
+    for name, times in _interleaved_medians(runners, repeats).items():
+        results[f"{name}_s"], results[f"{name}_s_runs"] = statistics.median(times), times
     for key in ("opencv_fusion_on", "opencv_fusion_off"):
         difference = np.abs(outputs["torch"].astype(np.float64) - outputs[key]).max()
         results[f"max_rel_vs_{key}"] = float(difference / max(np.abs(outputs[key]).max(), 1e-30))

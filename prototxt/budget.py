@@ -120,8 +120,8 @@ def check_prototxt_text(text: str, limits: Limits, *, source: str = "<text>") ->
         raise LimitExceededError(f"prototxt has {lines} lines, over the limit of {max_lines}", file=source)
     entries = sum(1 for _ in _LAYER_ENTRY.finditer(text))
     if entries > _TEXT_LAYER_MATCHES_PER_LAYER * limits.max_layers:
-        raise LimitExceededError(f"prototxt has at least {entries // _TEXT_LAYER_MATCHES_PER_LAYER} layers, "
-                                 f"over the limit of {limits.max_layers}", file=source)
+        raise LimitExceededError(f"prototxt has {entries} layer blocks, more than a net within the limit of "
+                                 f"{limits.max_layers} layers can have", file=source)
 
 
 def check_layer_count(count: int, limits: Limits, *, source: str = "") -> None:

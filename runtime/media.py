@@ -25,6 +25,9 @@ import cv2
 import numpy as np
 
 from posebridge.errors import FileAccessError, InputMediaError
+from posebridge.limits import DEFAULT_LIMITS
+from posebridge.prototxt.budget import limit
+from posebridge.runtime.image_header import image_size
 
 #: ``getImagePathsOnDirectory`` in OpenPose 1.7 (imageDirectoryReader.cpp).
 OPENPOSE_IMAGE_EXTENSIONS = frozenset({"bmp", "dib", "pbm", "pgm", "ppm", "sr", "ras", "jpg", "jpeg", "png"})
@@ -33,6 +36,11 @@ EXTRA_IMAGE_EXTENSIONS = frozenset({"jpe", "tif", "tiff", "webp"})
 IMAGE_EXTENSIONS = OPENPOSE_IMAGE_EXTENSIONS | EXTRA_IMAGE_EXTENSIONS
 #: Digits of the frame index in a video frame's name (``toFixedLengthString(..., 12)``).
 FRAME_INDEX_DIGITS = 12
+#: Bytes of an image file searched for its header (JPEG's frame size may follow large EXIF data).
+HEADER_BYTES = 1 << 20
+#: Frames a video may fall short of its container's count before it is reported as cut short
+#: (the count is an estimate in some containers): this many, or 1% of the count if more.
+VIDEO_COUNT_SLACK = 1
 
 Frame = tuple[str, np.ndarray]
 ErrorHandler = Callable[[InputMediaError], None]
@@ -83,10 +91,30 @@ def to_bgr8(image: np.ndarray, *, source: str | None = None) -> np.ndarray:
     return np.ascontiguousarray(array)
 
 
+def max_image_pixels() -> int:
+    """Largest width*height decoded (``POSEBRIDGE_MAX_IMAGE_PIXELS``, default 8192*8192)."""
+    return limit(DEFAULT_LIMITS, "max_image_pixels")
+
+
+def check_image_size(size: tuple[int, int] | None, *, source: str | None = None) -> None:
+    """Raise InputMediaError for an image or video frame over :func:`max_image_pixels`, before decoding.
+
+    Such images are refused, not downscaled: decoding one is the allocation to avoid.
+    """
+    if size is None:
+        return
+    width, height = size
+    if width * height > max_image_pixels():
+        raise InputMediaError(
+            f"image is {width}x{height} ({width * height} pixels), over the limit of {max_image_pixels()} pixels: "
+            "refused before decoding (downscale it first, or raise POSEBRIDGE_MAX_IMAGE_PIXELS)", file=source)
+
+
 def read_image(path: str | os.PathLike) -> np.ndarray:
     """Decode one image file to uint8 (H, W, 3) BGR, as ``cv::imread(path, IMREAD_COLOR)``.
 
-    Raises :class:`InputMediaError` naming the file when it is empty, unreadable or not an image.
+    Raises :class:`InputMediaError` naming the file when it is empty, unreadable, not an image, or
+    larger than :func:`max_image_pixels` (read from the header, before decoding).
     """
     path = Path(path)
     try:
@@ -95,6 +123,7 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         raise InputMediaError(f"cannot read image: {exc.strerror or exc}", file=str(path)) from exc
     if data.size == 0:
         raise InputMediaError("empty file (0 bytes)", file=str(path))
+    check_image_size(image_size(data[:HEADER_BYTES].tobytes()), source=str(path))
     image = cv2.imdecode(data, cv2.IMREAD_COLOR)
     if image is None or image.size == 0:
         raise InputMediaError(f"not a decodable image ({data.size} bytes)", file=str(path))
@@ -104,8 +133,10 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
 def iter_video(path: str | os.PathLike) -> Iterator[Frame]:
     """The frames of a video file, in order, named ``<stem>_000000000000``, ``..._000000000001``...
 
-    Raises :class:`InputMediaError` naming the file when it is empty, cannot be opened or holds
-    no decodable frame. Decoding stops at the first frame OpenCV cannot read.
+    Raises :class:`InputMediaError` naming the file when it is empty, cannot be opened, has frames
+    over :func:`max_image_pixels` or holds no decodable frame. Decoding stops at the first frame
+    OpenCV cannot read; when that is well before the count the container states (a file cut
+    short), the frames read so far are yielded and then InputMediaError says so.
     """
     path = Path(path)
     try:
@@ -118,6 +149,9 @@ def iter_video(path: str | os.PathLike) -> Iterator[Frame]:
     try:
         if not capture.isOpened():
             raise InputMediaError("cannot be opened as an image or a video", file=str(path))
+        size = (int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+        check_image_size(size if min(size) > 0 else None, source=str(path))
+        stated = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
         index = 0
         while True:
             ok, frame = capture.read()
@@ -127,6 +161,9 @@ def iter_video(path: str | os.PathLike) -> Iterator[Frame]:
             index += 1
         if index == 0:
             raise InputMediaError("no decodable video frame", file=str(path))
+        if stated - index > max(VIDEO_COUNT_SLACK, stated // 100):
+            raise InputMediaError(f"video ended after {index} of the {stated} frames its container states "
+                                  f"(truncated or damaged); the {index} frames before were read", file=str(path))
     finally:
         capture.release()
 

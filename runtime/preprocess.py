@@ -218,6 +218,21 @@ def _check_image(image_bgr: np.ndarray) -> None:
                          "scale factor (n-1)/(size-1) needs at least 2x2 pixels)")
 
 
+def check_input_image(
+    image_bgr: np.ndarray,
+    *,
+    net_resolution: Size | str = DEFAULT_NET_RESOLUTION,
+    scale_number: int = DEFAULT_SCALE_NUMBER,
+    scale_gap: float = DEFAULT_SCALE_GAP,
+) -> None:
+    """Raise (ShapeError, LimitExceededError, PosebridgeError) when :func:`prepare_inputs` would
+    refuse this image: not uint8 BGR, smaller than 2x2, or net inputs too small or too large for
+    its aspect ratio. Costs no allocation: a batch runner calls it per frame to skip bad ones."""
+    _check_image(image_bgr)
+    net_input_sizes((image_bgr.shape[1], image_bgr.shape[0]), net_resolution=net_resolution,
+                    scale_number=scale_number, scale_gap=scale_gap)
+
+
 def prepare_inputs(
     image_bgr: np.ndarray,
     *,

@@ -5,7 +5,8 @@
 The net is a zoo architecture with synthetic (He) weights, written once as prototxt +
 caffemodel (for OpenCV dnn's Caffe importer) and exported once to ONNX by
 :func:`posebridge.converter.onnx_export.export_onnx` (self-checked). For each input size every
-backend runs one warm-up forward, then ``repeats`` timed forwards; the table gives the median,
+backend runs one warm-up forward, then ``repeats`` rounds time every backend once in turn (round
+robin, so changes in a shared machine's load hit all backends alike); the table gives the median,
 the ratio to the fastest backend at that size, and each backend's relative error against
 PyTorch (so the three compute the same thing). Backends use their production settings:
 onnxruntime with every graph optimisation, PyTorch under ``torch.inference_mode``, OpenCV dnn
@@ -147,28 +148,27 @@ def _relative_error(actual: np.ndarray, expected: np.ndarray) -> float:
 
 
 def measure(forwards: dict[str, Forward], sizes: Sequence[tuple[int, int]], repeats: int) -> list[Timing]:
-    """Warm-up then ``repeats`` timed forwards of each backend at each size (batch 1)."""
+    """Per size: one warm-up forward per backend, then ``repeats`` rounds timing every backend once
+    (round robin, so a change in the machine's load hits all backends alike); batch 1."""
     rng = np.random.default_rng(SEED)
+    order = ["pytorch", *(b for b in forwards if b != "pytorch")]  # PyTorch first: the reference
     timings = []
     for size in sizes:
         x = rng.uniform(-0.5, 0.5, size=(1, 3, *size)).astype(np.float32)
-        reference = None
-        results = {}
-        order = ["pytorch", *(b for b in forwards if b != "pytorch")]
+        outputs = {}
         for name in order:
-            forward = forwards[name]
             for _ in range(WARMUP):
-                output = forward(x)
-            seconds = []
-            for _ in range(repeats):
+                outputs[name] = forwards[name](x)
+        seconds: dict[str, list[float]] = {name: [] for name in order}
+        for _ in range(repeats):
+            for name in order:
                 started = time.perf_counter()
-                output = forward(x)
-                seconds.append(time.perf_counter() - started)
-            if reference is None:
-                reference = output
-            results[name] = Timing(name, size, tuple(seconds), _relative_error(output, reference))
-            print(f"  {size[0]}x{size[1]} {name}: median {statistics.median(seconds) * 1e3:.0f} ms", flush=True)
-        timings.extend(results[b] for b in forwards)
+                outputs[name] = forwards[name](x)
+                seconds[name].append(time.perf_counter() - started)
+        for name in forwards:
+            timing = Timing(name, size, tuple(seconds[name]), _relative_error(outputs[name], outputs["pytorch"]))
+            timings.append(timing)
+            print(f"  {size[0]}x{size[1]} {name}: median {timing.median * 1e3:.0f} ms", flush=True)
     return timings
 
 
@@ -192,6 +192,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import onnxruntime
     import torch
 
+    load_before = _load_average()
     with tempfile.TemporaryDirectory(prefix="posebridge-bench-") as scratch:
         folder = Path(args.workdir or scratch)
         folder.mkdir(parents=True, exist_ok=True)
@@ -200,12 +201,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"net {args.net} (synthetic weights), {args.threads} threads, warm-up {WARMUP}, "
               f"median of {args.repeats}", flush=True)
         timings = measure(forwards, args.sizes, args.repeats)
-    load = os.getloadavg() if hasattr(os, "getloadavg") else None
     print()
     print(table(timings))
     print(f"\ntorch {torch.__version__}, onnxruntime {onnxruntime.__version__}, opencv {cv2.__version__}, "
-          f"{os.cpu_count()} CPUs" + (f", load average {load[0]:.1f}" if load else ""))
+          f"{os.cpu_count()} CPUs, 1-minute load average {load_before} before, {_load_average()} after")
     return 0
+
+
+def _load_average() -> str:
+    return f"{os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else "unknown"
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Where the shared OpenPose reference files live (official prototxts, sample photos, SPEC).
 
-They are never copied into the repository. The folder is ``$POSEBRIDGE_SHARED`` if set, else
-``../shared`` beside the repository checkout.
+They are never copied into the repository. The folder is ``$POSEBRIDGE_SHARED`` if set (only
+there), else ``../shared`` beside the repository checkout.
 """
 
 from __future__ import annotations
@@ -26,10 +26,11 @@ SAMPLE_IMAGES = ("openpose/images/ski.jpg", "openpose/images/upper.jpg", "openpo
 def shared_dir() -> Path | None:
     """The shared folder, or None when it is absent."""
     env = os.environ.get(ENV_VAR)
-    candidates = [Path(env)] if env else []
-    repo_root = Path(__file__).resolve().parent.parent
-    candidates.append(repo_root.parent / "shared")
-    candidates.append(Path.cwd().parent / "shared")
+    if env:  # an explicit location replaces the default search (an empty folder hides ../shared)
+        candidates = [Path(env)]
+    else:
+        repo_root = Path(__file__).resolve().parent.parent
+        candidates = [repo_root.parent / "shared", Path.cwd().parent / "shared"]
     for candidate in candidates:
         if (candidate / "openpose").is_dir():
             return candidate

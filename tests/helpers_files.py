@@ -34,11 +34,14 @@ Shape = tuple[int, ...]
 
 
 def official_prototxt(key: str) -> Path:
-    """The official OpenPose prototxt ``key`` (see OFFICIAL_PROTOTXTS), or skip the test."""
+    """The official OpenPose prototxt ``key`` (see OFFICIAL_PROTOTXTS) from ../shared; without it,
+    the identical built-in architecture ``zoo:key`` written to a file, so a clone without ../shared
+    still tests every net (tests/zoo checks that the two are equal whenever ../shared is present)."""
     path = shared_path(OFFICIAL_PROTOTXTS[key])
     if path is None:
-        pytest.skip(f"shared OpenPose file {OFFICIAL_PROTOTXTS[key]} is absent "
-                    "(set POSEBRIDGE_SHARED or place ../shared beside the checkout)")
+        from posebridge import zoo
+
+        return zoo.resolve(f"zoo:{key}")
     return path
 
 

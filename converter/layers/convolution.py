@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.utils import skip_init  # no random initialisation: the Caffe weights overwrite it
 
 from posebridge.converter.registry import LayerSpec, register
 from posebridge.errors import ShapeError, WeightsError
@@ -159,7 +160,7 @@ def convert_convolution(spec: LayerSpec) -> nn.Module:
         raise ShapeError(f"{channels} input channels are not a multiple of group {params.group}",
                          file=spec.source or None, layer=spec.name)
     weight, bias = _weights(spec, (params.num_output, channels // params.group, *geometry.kernel))
-    conv = nn.Conv2d(channels, params.num_output, geometry.kernel, stride=geometry.stride, padding=geometry.pad,
+    conv = skip_init(nn.Conv2d, channels, params.num_output, geometry.kernel, stride=geometry.stride, padding=geometry.pad,
                      dilation=geometry.dilation, groups=params.group, bias=params.bias_term)
     return _per_bottom(spec, _load(conv, weight, bias))
 
@@ -175,7 +176,7 @@ def convert_deconvolution(spec: LayerSpec) -> nn.Module:
         raise ShapeError(f"{channels} input channels are not a multiple of group {params.group}",
                          file=spec.source or None, layer=spec.name)
     weight, bias = _weights(spec, (channels, params.num_output // params.group, *geometry.kernel))
-    deconv = nn.ConvTranspose2d(channels, params.num_output, geometry.kernel, stride=geometry.stride,
+    deconv = skip_init(nn.ConvTranspose2d, channels, params.num_output, geometry.kernel, stride=geometry.stride,
                                 padding=geometry.pad, output_padding=0, groups=params.group,
                                 bias=params.bias_term, dilation=geometry.dilation)
     return _per_bottom(spec, _load(deconv, weight, bias))

@@ -6,18 +6,25 @@ net's learnable layers hold. A smaller file was cut off (an interrupted download
 issues are full of them) or belongs to another net. The count here is a lower bound: layers
 whose blob shapes cannot be derived, and InnerProduct weights whose size depends on an input
 size the prototxt does not state, count as zero.
+
+:func:`verify_caffemodel` compares a file's MD5 with the official OpenPose weights (the MD5s
+OpenPose publishes, held by :mod:`posebridge.zoo`) and explains a near miss.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+from dataclasses import dataclass
 
-from posebridge.errors import PosebridgeError
+from posebridge import zoo
+from posebridge.errors import FileAccessError, PosebridgeError
 from posebridge.prototxt.budget import FLOAT32_BYTES, shape_elements
 from posebridge.prototxt.graph import Graph
 from posebridge.prototxt.layer_types import layer_type
 from posebridge.prototxt.loader import shapes_for_weights
 from posebridge.prototxt.shapes import expected_blob_shapes
+from posebridge.zoo import ZooEntry
 
 
 def minimum_weight_values(graph: Graph) -> int:
@@ -53,7 +60,7 @@ def truncation_message(graph: Graph, size: int) -> str | None:
     if size >= needed:
         return None
     percent = 100.0 * size / needed
-    return (f"the file is {size} bytes ({percent:.1f}% of the at least {needed} bytes that the "
+    return (f"the file is {size} bytes ({percent:.3g}% of the at least {needed} bytes that the "
             f"{needed // FLOAT32_BYTES} weights of this net need as float32): it looks truncated "
             f"(an incomplete download?) or made for another net")
 
@@ -65,3 +72,77 @@ def caffemodel_truncation(graph: Graph, caffemodel: str | os.PathLike) -> str | 
     except OSError:
         return None
     return truncation_message(graph, size)
+
+
+# ----------------------------------------------------------------------------- official weights
+
+MD5_CHUNK = 1 << 20
+
+
+def md5_of(path: str | os.PathLike) -> str:
+    """Hex MD5 of a file, read in 1 MiB chunks."""
+    digest = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as handle:
+        while chunk := handle.read(MD5_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def official_weights(md5: str) -> tuple[ZooEntry, ...]:
+    """The zoo nets whose official caffemodel has this MD5 (MPI's weights serve two nets)."""
+    return tuple(entry for entry in zoo.ENTRIES if entry.weights_md5 == md5.lower())
+
+
+def named_like_official(file_name: str) -> tuple[ZooEntry, ...]:
+    """The zoo nets whose official caffemodel has this file name (e.g. ``pose_iter_440000.caffemodel``)."""
+    return tuple(entry for entry in zoo.ENTRIES if entry.weights_file == file_name)
+
+
+@dataclass(frozen=True)
+class Verification:
+    """What :func:`verify_caffemodel` found out about one file."""
+
+    path: str
+    size: int
+    md5: str
+    official: tuple[ZooEntry, ...]
+    named_like: tuple[ZooEntry, ...]
+    notes: tuple[str, ...]
+
+    @property
+    def known(self) -> bool:
+        """True for one of the official OpenPose caffemodels, byte for byte."""
+        return bool(self.official)
+
+
+def verify_caffemodel(path: str | os.PathLike) -> Verification:
+    """MD5 and size of a caffemodel against the official OpenPose weights.
+
+    For a file that is not official but carries an official file name, ``notes`` say whether it
+    is too small to hold that net's weights (truncated) or merely different (modified).
+    Raises FileAccessError for a missing, unreadable or empty file.
+    """
+    source = os.fspath(path)
+    try:
+        size = os.stat(source).st_size
+        if os.path.isdir(source):
+            raise FileAccessError("expected a caffemodel file, found a folder", file=source)
+        md5 = md5_of(source)
+    except FileNotFoundError:
+        raise FileAccessError("caffemodel not found", file=source) from None
+    except OSError as error:
+        raise FileAccessError(f"cannot read caffemodel: {error.strerror}", file=source) from None
+    if size == 0:
+        raise FileAccessError("caffemodel is empty (0 bytes)", file=source)
+    official = official_weights(md5)
+    named = () if official else named_like_official(os.path.basename(source))
+    notes = []
+    for entry in named:
+        message = truncation_message(zoo.graph(entry.name), size)
+        label = f"{zoo.ZOO_PREFIX}{entry.name}"
+        if message:
+            notes.append(f"named like the official {entry.title} weights of {label}, but {message}")
+        else:
+            notes.append(f"named like the official {entry.title} weights of {label} (MD5 {entry.weights_md5}), "
+                         f"but its bytes differ: modified, re-saved or corrupted")
+    return Verification(path=source, size=size, md5=md5, official=official, named_like=named, notes=tuple(notes))

@@ -11,6 +11,7 @@ import pytest
 
 from posebridge.converter.model_family import ModelFamily
 from posebridge.runtime.backends import open_backend
+from posebridge.runtime.openpose_json import write_openpose_json
 from posebridge.runtime.pipeline import PoseEstimator
 from posebridge.runtime.preprocess import net_input_sizes
 from posebridge.runtime.scenes import ScenePerson, render_net_output, standing_person
@@ -125,20 +126,41 @@ def _photo(seed=0, size=(203, 157)):
     return cv2.normalize(image, None, 0, 255, cv2.NORM_MINMAX)
 
 
-def test_torch_and_opencv_backends_agree(coco_files):
+@pytest.fixture(scope="module")
+def coco_onnx(coco_files, tmp_path_factory):
+    from posebridge.converter.api import convert
+    from posebridge.converter.onnx_export import export_onnx
+
+    path = tmp_path_factory.mktemp("onnx") / "coco.onnx"
+    export_onnx(convert("zoo:coco", coco_files), path, sizes=((64, 80),), caffemodel=coco_files)
+    return path
+
+
+def test_every_backend_gives_the_same_people(coco_files, coco_onnx, tmp_path):
+    """torch, OpenCV dnn and onnxruntime: the same maps within float tolerance, the same people,
+    and valid OpenPose JSON that agrees number by number."""
     image = _photo()
+    backends = {"torch": open_backend(coco_files, prototxt="zoo:coco", backend="torch"),
+                "opencv": open_backend(coco_files, prototxt="zoo:coco", backend="opencv"),
+                "onnxruntime": open_backend(coco_onnx)}
     results = {}
-    for name in ("torch", "opencv"):
-        backend = open_backend(coco_files, prototxt="zoo:coco", backend=name)
-        assert backend.family.name == "COCO" and backend.family.skeleton == "COCO"
-        estimator = PoseEstimator(backend, net_resolution="-1x96", keep_maps=True)
-        results[name] = estimator(image)
-    maps_t, maps_o = results["torch"].maps, results["opencv"].maps
-    assert np.abs(maps_t - maps_o).max() <= 1e-4 * np.abs(maps_o).max()
-    people_t, people_o = results["torch"].people, results["opencv"].people
-    assert len(people_t) == len(people_o)
-    for a, b in zip(people_t, people_o):
-        np.testing.assert_allclose(a.keypoints, b.keypoints, atol=1e-2)
+    for name, backend in backends.items():
+        assert backend.family.name == "COCO" and backend.family.skeleton == "COCO", name
+        results[name] = PoseEstimator(backend, net_resolution="-1x96", keep_maps=True)(image)
+    reference = results["torch"]
+    assert reference.people, "the synthetic net should produce some people to compare"
+    for name, result in results.items():
+        scale = np.abs(reference.maps).max()
+        assert np.abs(result.maps - reference.maps).max() <= 1e-4 * scale, name
+        assert len(result.people) == len(reference.people), name
+        for a, b in zip(result.people, reference.people):
+            np.testing.assert_allclose(a.keypoints, b.keypoints, atol=1e-2, err_msg=name)
+        path = write_openpose_json(tmp_path / name, "frame", result.people)
+        document = json.loads(path.read_text())
+        assert document["version"] == 1.3
+        flat = [v for person in document["people"] for v in person["pose_keypoints_2d"]]
+        expected = [v for person in reference.people for v in person.keypoints.reshape(-1)]
+        np.testing.assert_allclose(flat, expected, atol=1e-2, err_msg=name)
 
 
 def test_run_command_writes_outputs_and_survives_bad_inputs(coco_files, tmp_path, capsys):

@@ -21,6 +21,15 @@ class WireError(ValueError):
         self.offset = offset
 
 
+class TruncatedError(WireError):
+    """Bytes that stop inside a field; ``end`` is the end of the region being read (the file's
+    length when the region is the whole file: the file itself was cut short)."""
+
+    def __init__(self, message: str, offset: int, end: int) -> None:
+        super().__init__(message, offset)
+        self.end = end
+
+
 def read_varint(buf: memoryview, pos: int, end: int) -> tuple[int, int]:
     """Decode a varint starting at ``pos``; returns (value, next position)."""
     result = 0
@@ -28,7 +37,7 @@ def read_varint(buf: memoryview, pos: int, end: int) -> tuple[int, int]:
     start = pos
     while True:
         if pos >= end:
-            raise WireError("truncated varint", start)
+            raise TruncatedError("truncated varint", start, end)
         byte = buf[pos]
         pos += 1
         result |= (byte & 0x7F) << shift
@@ -58,17 +67,17 @@ def iter_fields(buf: memoryview, start: int, end: int) -> Iterator[tuple[int, in
         elif wire_type == LENGTH_DELIMITED:
             length, pos = read_varint(buf, pos, end)
             if length > end - pos:
-                raise WireError(f"field {number} claims {length} bytes, only {end - pos} remain", key_at)
+                raise TruncatedError(f"field {number} claims {length} bytes, only {end - pos} remain", key_at, end)
             yield number, wire_type, pos, pos + length
             pos += length
         elif wire_type == FIXED32:
             if pos + 4 > end:
-                raise WireError("truncated fixed32", key_at)
+                raise TruncatedError("truncated fixed32", key_at, end)
             yield number, wire_type, pos, pos + 4
             pos += 4
         elif wire_type == FIXED64:
             if pos + 8 > end:
-                raise WireError("truncated fixed64", key_at)
+                raise TruncatedError("truncated fixed64", key_at, end)
             yield number, wire_type, pos, pos + 8
             pos += 8
         else:

@@ -236,8 +236,11 @@ def parse_weights(data: bytes, *, source: str = "<bytes>", limits: Limits = DEFA
         raise LimitExceededError(f"{error.detail}, {where}", file=source) from None
     except wire.WireError as error:
         hint = " (it looks like prototxt text)" if last is None and _looks_like_text(data) else ""
+        what = "not a valid caffemodel (truncated or corrupt)"
+        if not hint and isinstance(error, wire.TruncatedError) and error.end == len(data):
+            what = f"truncated caffemodel: the file ends inside a field after {len(data)} bytes (an incomplete download?)"
         raise CaffemodelFormatError(
-            f"not a valid caffemodel (truncated or corrupt){hint}: {error}, "
+            f"{what}{hint}: {error}, "
             + (f"after layer '{last}'" if last is not None else "before the first layer"),
             file=source) from None
     if not formats:

@@ -11,6 +11,7 @@ from posebridge.errors import InputMediaError, PosebridgeError
 from posebridge.runtime.backends import BACKENDS, open_backend
 from posebridge.runtime.coco_json import CocoJsonWriter
 from posebridge.runtime.hand_face import HandFaceExtractor
+from posebridge.runtime.frame_guard import runnable_frames
 from posebridge.runtime.media import iter_media
 from posebridge.runtime.openpose_json import write_openpose_json
 from posebridge.runtime.pipeline import PoseEstimator
@@ -108,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
 
     batch: list[tuple[str, object]] = []
     try:
-        for name, frame in iter_media(args.inputs, on_error=report):
+        for name, frame in runnable_frames(iter_media(args.inputs, on_error=report), estimator, report):
             if batch and (len(batch) >= args.batch_size or batch[0][1].shape != frame.shape):
                 flush(batch)
             batch.append((name, frame))

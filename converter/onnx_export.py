@@ -385,6 +385,34 @@ def _check_summary(checks: Sequence[OutputCheck], batch: int, tolerance: float) 
     }
 
 
+def _trace(model: CaffeNet, module: _ExportModule, family: ModelFamily, names: Sequence[str],
+           trace_size: tuple[int, int], opset: int, where: str) -> tuple[onnx.ModelProto, dict[str, int]]:
+    """Trace ``module`` at ``trace_size`` (batch 1) into an ONNX model; also each output's rank."""
+    trace_inputs = example_inputs(model, trace_size, 1, SEED)
+    try:
+        with torch.no_grad():
+            whole = model(*trace_inputs)
+    except Exception as error:  # the net refuses the trace size
+        raise ExportError(f"the converted net does not run at the trace size {_shape_text(trace_inputs[0].shape)} "
+                          f"({error})", file=where) from None
+    first = whole[0] if isinstance(whole, tuple) else whole
+    channels = first.shape[1] if first.dim() > 1 else None
+    if family.output_channels is not None and channels != family.output_channels:
+        raise ExportError(f"output '{model.output_names[0]}' has shape {tuple(first.shape)}, but its model family "
+                          f"({family.name}, by {family.evidence}) has {family.output_channels} channels", file=where)
+    traced_outputs = module.arrange(whole)
+    ranks = {name: t.dim() for name, t in zip(names, traced_outputs)}
+    axes = {**_dynamic_axes(model.input_names, [t.dim() for t in trace_inputs], "input"),
+            **_dynamic_axes(names, [t.dim() for t in traced_outputs], "output")}
+    try:
+        model_bytes = _quiet_export(module, trace_inputs, opset, model.input_names, names, axes)
+    except Exception as error:  # torch raises many types; name the failure for the user
+        raise ExportError(f"torch.onnx.export failed: {type(error).__name__}: {error}", file=where) from None
+    proto = onnx.load_from_string(model_bytes)
+    _strip_wrapper_prefix(proto)
+    return proto, ranks
+
+
 def export_onnx(model: CaffeNet, path: str | os.PathLike, *, opset: int = DEFAULT_OPSET,
                 split_outputs: bool = False, fp16: bool = False,
                 sizes: Sequence[tuple[int, int]] = CHECK_SIZES, batch: int = CHECK_BATCH,
@@ -421,25 +449,7 @@ def export_onnx(model: CaffeNet, path: str | os.PathLike, *, opset: int = DEFAUL
         raise ExportError(f"output names {sorted(clashes)} are also input names", file=where)
     module = _ExportModule(model, split).eval()
 
-    trace_inputs = example_inputs(model, trace_size, 1, SEED)
-    with torch.no_grad():
-        whole = model(*trace_inputs)
-    first = whole[0] if isinstance(whole, tuple) else whole
-    channels = first.shape[1] if first.dim() > 1 else None
-    if family.output_channels is not None and channels != family.output_channels:
-        raise ExportError(f"output '{model.output_names[0]}' has shape {tuple(first.shape)}, but its model family "
-                          f"({family.name}, by {family.evidence}) has {family.output_channels} channels", file=where)
-    traced_outputs = module.arrange(whole)
-    ranks = {name: t.dim() for name, t in zip(names, traced_outputs)}
-    axes = {**_dynamic_axes(model.input_names, [t.dim() for t in trace_inputs], "input"),
-            **_dynamic_axes(names, [t.dim() for t in traced_outputs], "output")}
-    try:
-        model_bytes = _quiet_export(module, trace_inputs, opset, model.input_names, names, axes)
-    except Exception as error:  # torch raises many types; name the failure for the user
-        raise ExportError(f"torch.onnx.export failed: {type(error).__name__}: {error}", file=where) from None
-
-    proto = onnx.load_from_string(model_bytes)
-    _strip_wrapper_prefix(proto)
+    proto, ranks = _trace(model, module, family, names, trace_size, opset, where)
     values = _metadata(model, family, names, split is not None, sources, FP32)
     values.update(metadata or {})
     meta.set_metadata(proto, values)

@@ -43,7 +43,10 @@ from posebridge.converter import onnx_metadata as meta
 from posebridge.converter.model_family import ModelFamily, file_md5, recognise
 from posebridge.converter.network import CaffeNet
 from posebridge.converter.onnx_fp16 import convert_to_fp16, rename_value
+from posebridge.converter.onnx_metadata import read_onnx_metadata
 from posebridge.errors import ExportError, FileAccessError
+
+__all__ = ["CHECK_SIZES", "ExportReport", "OutputCheck", "export_onnx", "read_onnx_metadata"]
 
 MIN_OPSET = 17
 DEFAULT_OPSET = 17

@@ -100,6 +100,11 @@ def _axis_divisor(ones: torch.Tensor, axis: AxisGeometry, dim: int) -> torch.Ten
     return counts
 
 
+def _lowest(dtype: torch.dtype) -> float:
+    """Caffe's -FLT_MAX start value, or the lowest finite value of a narrower float type."""
+    return MAX_PAD_VALUE if dtype in (torch.float32, torch.float64) else float(torch.finfo(dtype).min)
+
+
 class CaffePooling(nn.Module):
     """MAX or AVE pooling over [N, C, H, W] with Caffe's sizes; no shape baked in."""
 
@@ -123,7 +128,7 @@ class CaffePooling(nn.Module):
         kernel = (self.height.kernel, self.width.kernel)
         stride = (self.height.stride, self.width.stride)
         if self.method == "MAX":
-            return F.max_pool2d(self._padded(x, MAX_PAD_VALUE), kernel, stride)
+            return F.max_pool2d(self._padded(x, _lowest(x.dtype)), kernel, stride)
         window_mean = F.avg_pool2d(self._padded(x, 0.0), kernel, stride)  # window sum / (kh * kw)
         divisor_h = _axis_divisor(torch.ones_like(x[:1, :1, :, :1]), self.height, dim=2)
         divisor_w = _axis_divisor(torch.ones_like(x[:1, :1, :1, :]), self.width, dim=3)
@@ -142,7 +147,7 @@ class GlobalPooling(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.method == "MAX":
-            return torch.clamp_min(torch.amax(x, dim=(2, 3), keepdim=True), MAX_PAD_VALUE)
+            return torch.clamp_min(torch.amax(x, dim=(2, 3), keepdim=True), _lowest(x.dtype))
         return torch.mean(x, dim=(2, 3), keepdim=True)
 
 

@@ -4,6 +4,12 @@ Every backend maps a float32 NCHW batch (BGR, ``v/256 - 0.5``) to the net's outp
 (N, C, H/8, W/8) as float32 numpy, and knows which model family it runs (from the graph's
 structure, the caffemodel's MD5, or the ONNX metadata), so the runtime picks the skeleton
 without being told.
+
+Precision: ``fp32`` (default) computes what the Caffe net computes; the torch backend runs it
+through :mod:`posebridge.runtime.tuned_torch` (prepacked oneDNN convolutions with fused ReLU,
+channels-last), checked against the converted net when opened. ``bf16`` (torch) and ``int8``
+(onnxruntime, :mod:`posebridge.runtime.int8_cache`) are opt-in: they change the maps by a
+measured amount (``posebridge bench`` reports it, and its effect on keypoints).
 """
 
 from __future__ import annotations
@@ -21,6 +27,9 @@ from posebridge.prototxt.loader import load_graph
 from posebridge.prototxt.structure import detect_structure
 
 BACKENDS = ("torch", "onnxruntime", "opencv")
+PRECISIONS = ("fp32", "bf16", "int8")
+#: The backend each reduced precision runs on.
+PRECISION_BACKEND = {"bf16": "torch", "int8": "onnxruntime"}
 
 
 class Backend(Protocol):
@@ -35,12 +44,33 @@ class Backend(Protocol):
 
 @dataclass
 class TorchBackend:
-    """A converted :class:`~posebridge.converter.CaffeNet` (or any module with that forward)."""
+    """A converted :class:`~posebridge.converter.CaffeNet` (or any module with that forward).
+
+    ``tuned`` (default) runs a CaffeNet through :func:`posebridge.runtime.tuned_torch.tune` in
+    ``precision`` (fp32 or bf16); other modules, or ``tuned=False``, run as they are (fp32).
+    """
 
     model: object
     family: ModelFamily
     name: str = "torch"
     threads: int | None = None
+    precision: str = "fp32"
+    tuned: bool = True
+    _runner: object = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        from posebridge.converter.network import CaffeNet
+
+        if self.precision not in ("fp32", "bf16"):
+            raise PosebridgeError(f"the torch backend runs fp32 or bf16, not '{self.precision}'")
+        runner = self.model
+        if self.tuned and isinstance(self.model, CaffeNet) and len(self.model.input_names) == 1:
+            from posebridge.runtime.tuned_torch import tune
+
+            runner = tune(self.model, self.precision)
+        elif self.precision != "fp32":
+            raise PosebridgeError("bf16 needs a converted single-input net (tuned=True)")
+        self._runner = runner
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         import torch
@@ -48,7 +78,7 @@ class TorchBackend:
         if self.threads:
             torch.set_num_threads(self.threads)
         with torch.inference_mode():
-            out = self.model(torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)))
+            out = self._runner(torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)))
         if isinstance(out, tuple):
             out = out[0]
         return out.numpy()
@@ -61,6 +91,8 @@ class OnnxBackend:
     path: str
     family: ModelFamily
     name: str = "onnxruntime"
+    threads: int | None = None
+    precision: str = "fp32"
     _session: object = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -68,6 +100,9 @@ class OnnxBackend:
 
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3
+        if self.threads:
+            options.intra_op_num_threads = self.threads
         self._session = ort.InferenceSession(self.path, options, providers=["CPUExecutionProvider"])
         self._input = self._session.get_inputs()[0].name
         self._outputs = [o.name for o in self._session.get_outputs()]
@@ -122,16 +157,30 @@ def family_from_onnx(path: str) -> ModelFamily:
         tuple(channels["pafs"]) if channels.get("pafs") else None)
 
 
+def _check_precision(precision: str, backend: str | None, path: str) -> str | None:
+    """The backend a precision needs (None: any); errors for impossible pairs."""
+    if precision not in PRECISIONS:
+        raise PosebridgeError(f"unknown precision '{precision}'; choose one of {', '.join(PRECISIONS)}")
+    needed = PRECISION_BACKEND.get(precision)
+    if needed and backend not in (None, needed):
+        raise PosebridgeError(f"precision {precision} runs on the {needed} backend, not '{backend}'", file=path)
+    return needed
+
+
 def open_backend(model: str | os.PathLike, *, prototxt: str | os.PathLike | None = None,
-                 backend: str | None = None) -> Backend:
+                 backend: str | None = None, precision: str = "fp32", log=None) -> Backend:
     """Open MODEL (.caffemodel, .safetensors or .onnx; ``prototxt`` for the first two).
 
-    The default backend follows the file: onnxruntime for .onnx, torch otherwise.
+    The default backend follows the file: onnxruntime for .onnx, torch otherwise (tuned, see
+    :mod:`posebridge.runtime.tuned_torch`). ``precision`` bf16 runs on torch (from Caffe or
+    safetensors weights); int8 runs on onnxruntime, from an int8 model made once and cached
+    (:func:`posebridge.runtime.int8_cache.int8_model`; ``log`` hears about it).
     """
     path = os.fspath(model)
     suffix = Path(path).suffix.lower()
     if backend is not None and backend not in BACKENDS:
         raise PosebridgeError(f"unknown backend '{backend}'; choose one of {', '.join(BACKENDS)}")
+    needed = _check_precision(precision, backend, path)
     if not os.path.exists(path):
         from posebridge.errors import FileAccessError
 
@@ -139,17 +188,30 @@ def open_backend(model: str | os.PathLike, *, prototxt: str | os.PathLike | None
     if suffix == ".onnx":
         if backend not in (None, "onnxruntime"):
             raise PosebridgeError(f"an ONNX model runs on the onnxruntime backend, not '{backend}'", file=path)
-        return OnnxBackend(path, family_from_onnx(path))
+        if needed == "torch":
+            raise PosebridgeError(f"precision {precision} runs on the torch backend: give the .caffemodel or "
+                                  ".safetensors weights with --prototxt instead of the ONNX file", file=path)
+        family = family_from_onnx(path)
+        if precision == "int8":
+            from posebridge.runtime.int8_cache import int8_model
+
+            return OnnxBackend(os.fspath(int8_model(path, log=log)), family, precision="int8")
+        return OnnxBackend(path, family)
     if prototxt is None:
         raise PosebridgeError("a .caffemodel or .safetensors model needs --prototxt (a file or zoo:NAME)", file=path)
     graph = load_graph(prototxt)
-    chosen = backend or "torch"
+    chosen = needed or backend or "torch"
+    if precision == "int8":
+        from posebridge.runtime.int8_cache import int8_model
+
+        family = _family_of_graph(graph, path if suffix != ".safetensors" else None)
+        return OnnxBackend(os.fspath(int8_model(path, prototxt, log=log)), family, precision="int8")
     if suffix == ".safetensors":
         if chosen != "torch":
             raise PosebridgeError(f"a safetensors model runs on the torch backend, not '{chosen}'", file=path)
         from posebridge.converter.weights_io import load_safetensors
 
-        return TorchBackend(load_safetensors(graph, path), _family_of_graph(graph, None))
+        return TorchBackend(load_safetensors(graph, path), _family_of_graph(graph, None), precision=precision)
     family = _family_of_graph(graph, path)
     if chosen == "opencv":
         prototxt_path = os.fspath(prototxt)
@@ -163,4 +225,4 @@ def open_backend(model: str | os.PathLike, *, prototxt: str | os.PathLike | None
     from posebridge.converter.api import convert
     from posebridge.prototxt.loader import load_weights
 
-    return TorchBackend(convert(graph, load_weights(graph, path)), family)
+    return TorchBackend(convert(graph, load_weights(graph, path)), family, precision=precision)

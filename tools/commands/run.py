@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from posebridge.errors import InputMediaError, PosebridgeError
-from posebridge.runtime.backends import BACKENDS, open_backend
+from posebridge.runtime.backends import BACKENDS, PRECISIONS, open_backend
 from posebridge.runtime.coco_json import CocoJsonWriter
 from posebridge.runtime.hand_face import HandFaceExtractor
 from posebridge.runtime.frame_guard import runnable_frames
@@ -18,6 +18,7 @@ from posebridge.runtime.pipeline import PoseEstimator
 from posebridge.runtime.postprocess import VARIANTS
 from posebridge.runtime.render import render_pose, rendered_file_name, save_image
 from posebridge.runtime.skeletons import get_skeleton
+from posebridge.runtime.streaming import DEFAULT_OVERLAP, OVERLAP_MODES, stream_poses
 
 NAME = "run"
 HELP = "run OpenPose on images, folders or videos: people as OpenPose JSON, COCO JSON and rendered images"
@@ -28,6 +29,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="images, folders of images, or videos")
     parser.add_argument("--prototxt", help="the net (a file or zoo:NAME) for .caffemodel/.safetensors models")
     parser.add_argument("--backend", choices=BACKENDS, help="default: onnxruntime for .onnx, else torch")
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                        help="fp32 (default: the Caffe net's numbers); opt-in, faster, slightly different maps: "
+                             "bf16 (torch) or int8 (onnxruntime; the int8 model is made once and cached); "
+                             "see docs/performance.md for their measured error")
     parser.add_argument("--net-resolution", "--net_resolution", dest="net_resolution", default="-1x368", help="WxH, -1 = from the aspect ratio (default -1x368)")
     parser.add_argument("--scale-number", type=int, default=1, help="number of scales (default 1)")
     parser.add_argument("--scale-gap", type=float, default=0.25, help="scale i is 1 - i*gap (default 0.25)")
@@ -35,6 +40,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="post-processing: OpenPose's CPU connector (default) or the CVPR 2017 demo's")
     parser.add_argument("--skeleton", help="skeleton name when the model's family cannot be recognised")
     parser.add_argument("--batch-size", type=int, default=4, help="video frames per network call (default 4)")
+    parser.add_argument("--overlap", choices=OVERLAP_MODES, default=DEFAULT_OVERLAP,
+                        help="what runs beside the network: decode (frames read in a background thread, default), "
+                             "full (assembly in a worker thread too), none")
     parser.add_argument("--write-json", metavar="DIR", help="one <name>_keypoints.json per image or frame")
     parser.add_argument("--write-images", metavar="DIR", help="rendered skeletons, <name>_rendered.png")
     parser.add_argument("--image-format", default="png", choices=["png", "jpg"], help="rendered image format")
@@ -70,7 +78,8 @@ class _Progress:
 def run(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise PosebridgeError(f"--batch-size must be at least 1, got {args.batch_size}")
-    backend = open_backend(args.model, prototxt=args.prototxt, backend=args.backend)
+    backend = open_backend(args.model, prototxt=args.prototxt, backend=args.backend, precision=args.precision,
+                           log=lambda line: print(f"posebridge run: {line}", file=sys.stderr))
     estimator = PoseEstimator(backend, net_resolution=args.net_resolution, scale_number=args.scale_number,
                               scale_gap=args.scale_gap, variant=args.variant,
                               skeleton=get_skeleton(args.skeleton) if args.skeleton else None)
@@ -88,13 +97,10 @@ def run(args: argparse.Namespace) -> int:
         failures.append(str(error))
         print(f"posebridge run: skipped: {error}", file=sys.stderr)
 
-    def flush(batch: list[tuple[str, object]]) -> None:
-        nonlocal people_total
-        if not batch:
-            return
-        names = [name for name, _ in batch]
-        images = [image for _, image in batch]
-        for (name, image), result in zip(batch, estimator.estimate(images, names)):
+    try:
+        frames = runnable_frames(iter_media(args.inputs, on_error=report), estimator, report)
+        for name, image, result in stream_poses(estimator, frames, batch_size=args.batch_size,
+                                                   overlap=args.overlap):
             people_total += len(result.people)
             parts = extractor.extract(image, result.people, estimator.skeleton) if extractor else {}
             if args.write_json:
@@ -105,20 +111,12 @@ def run(args: argparse.Namespace) -> int:
             if coco is not None:
                 coco.add(name, result.people)
             progress.step(name)
-        batch.clear()
-
-    batch: list[tuple[str, object]] = []
-    try:
-        for name, frame in runnable_frames(iter_media(args.inputs, on_error=report), estimator, report):
-            if batch and (len(batch) >= args.batch_size or batch[0][1].shape != frame.shape):
-                flush(batch)
-            batch.append((name, frame))
-        flush(batch)
     finally:
         progress.close()
     if coco is not None:
         coco.close()
-    print(f"{progress.count} frames, {people_total} people ({estimator.skeleton.name}, {backend.name} backend, "
+    print(f"{progress.count} frames, {people_total} people ({estimator.skeleton.name}, {backend.name} backend "
+          f"{getattr(backend, 'precision', 'fp32')}, "
           f"family {backend.family.name} by {backend.family.evidence})")
     if failures:
         print(f"posebridge run: {len(failures)} input(s) failed:", file=sys.stderr)

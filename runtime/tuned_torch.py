@@ -1,0 +1,364 @@
+"""A converted net rearranged for CPU inference: packed oneDNN convolutions, channels-last, bf16.
+
+:func:`tune` takes a :class:`~posebridge.converter.network.CaffeNet` and returns a
+:class:`TunedNet` that runs the same layers in the same order with three changes:
+
+* every plain 2-D convolution runs as one oneDNN primitive on weights reordered once, at build
+  time, into oneDNN's blocked layout (PyTorch's eager ``conv2d`` reorders them on every call),
+  with a following ReLU fused into it when the convolution's output feeds nothing else;
+* MAX pooling without padding runs as ``max_pool2d`` (``ceil_mode`` when Caffe rounds up),
+  which equals Caffe's count whenever stride <= kernel, instead of an explicit pad + pool;
+* activations stay channels-last (NHWC) from the first layer to the last.
+
+``precision="fp32"`` computes what the converted net computes (same float32 arithmetic up to
+summation order: relative error about 1e-6). ``precision="bf16"`` stores weights and
+activations in bfloat16 (oneDNN accumulates in float32) and returns float32 maps; it is
+opt-in and its error is measured by ``posebridge bench``. Layers without a bf16-safe form run in
+float32 inside a bf16 net. A build-time self-check runs both nets on a small input and raises
+:class:`~posebridge.errors.ParityError` when the tuned one disagrees beyond its tolerance.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from posebridge.converter.layers.pooling import CaffePooling
+from posebridge.converter.network import CaffeNet
+from posebridge.errors import ParityError, PosebridgeError
+
+PRECISIONS = ("fp32", "bf16")
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+#: Self-check: input (height, width), seed and the largest relative error accepted per precision.
+CHECK_SIZE = (32, 32)
+CHECK_SEED = 0
+CHECK_TOLERANCE = {"fp32": 1e-4, "bf16": 0.1}
+#: Module types that compute correctly on bfloat16 tensors once their parameters are bfloat16.
+#: Input shapes for which a PackedConv keeps reordered weights (each copy is the layer's size).
+PACKED_SHAPES = 1
+_BF16_SAFE = ("Concat", "ReLU", "LeakyReLU", "CaffePReLU", "Split", "Slice", "InputLayer", "Dropout")
+
+
+def mkldnn_ready() -> bool:
+    """Whether PyTorch's oneDNN (mkldnn) convolution ops can be used on this machine."""
+    return bool(torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled
+                and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
+                and hasattr(torch.ops.mkldnn, "_reorder_convolution_weight"))
+
+
+def cpu_flags() -> set[str]:
+    """The CPU feature flags of this machine (Linux /proc/cpuinfo; empty elsewhere)."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as info:
+            for line in info:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def bf16_native() -> bool:
+    """True when the CPU has bf16 dot-product instructions (AVX512-BF16 or AMX-BF16).
+
+    Without them bf16 still runs (emulated) but is slower than float32.
+    """
+    return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
+
+
+class PackedConv(nn.Module):
+    """A Conv2d as one oneDNN primitive on pre-reordered weights, optionally with a fused ReLU.
+
+    oneDNN's best weight layout depends on the input size, so the weights are reordered once per
+    input shape (kept for the :data:`PACKED_SHAPES` most recent shapes: a change of input size
+    reorders again, a few milliseconds per layer); a reorder inside every call would cost up to a
+    third of a small convolution's time.
+    """
+
+    def __init__(self, conv: nn.Conv2d, dtype: torch.dtype, relu: bool) -> None:
+        super().__init__()
+        self.padding = [int(p) for p in conv.padding]
+        self.stride = [int(s) for s in conv.stride]
+        self.dilation = [int(d) for d in conv.dilation]
+        self.groups = int(conv.groups)
+        self.attr = "relu" if relu else "none"
+        self.bias = None if conv.bias is None else conv.bias.detach().to(dtype)
+        self.plain_weight = conv.weight.detach().to(dtype).contiguous()
+        self._packed: dict[tuple[int, ...], torch.Tensor] = {}
+
+    def _pack(self, shape: tuple[int, ...]) -> torch.Tensor:
+        packed = self._packed.get(shape)
+        if packed is None:
+            while len(self._packed) >= PACKED_SHAPES:
+                self._packed.pop(next(iter(self._packed)))
+            packed = torch.ops.mkldnn._reorder_convolution_weight(
+                self.plain_weight, self.padding, self.stride, self.dilation, self.groups, list(shape))
+            self._packed[shape] = packed
+        return packed
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight = self._pack(tuple(x.shape))
+        return torch.ops.mkldnn._convolution_pointwise(
+            x, weight, self.bias, self.padding, self.stride, self.dilation, self.groups, self.attr, [], "")
+
+
+class ChannelsLastConv(nn.Module):
+    """A Conv2d (and optionally its ReLU) without oneDNN prepacking: the fallback of PackedConv."""
+
+    def __init__(self, conv: nn.Conv2d, dtype: torch.dtype, relu: bool) -> None:
+        super().__init__()
+        self.conv = conv.to(dtype)
+        self.relu = relu
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)
+        return torch.relu_(y) if self.relu else y
+
+
+class MaxPool(nn.Module):
+    """Caffe MAX pooling without padding as ``max_pool2d`` (equal to Caffe when stride <= kernel)."""
+
+    def __init__(self, kernel: tuple[int, int], stride: tuple[int, int], ceil_mode: bool) -> None:
+        super().__init__()
+        self.kernel, self.stride, self.ceil_mode = kernel, stride, ceil_mode
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.max_pool2d(x, self.kernel, self.stride, ceil_mode=self.ceil_mode)
+
+
+class ChannelsConcat(nn.Module):
+    """Concat along channels of channels-last tensors, as a concat of their NHWC views.
+
+    ``torch.cat(dim=1)`` on channels-last tensors takes a slow element-wise path (about 600 times
+    slower than this for BODY_25's 3 x 128 channels at 23 x 41); the NHWC views are plain
+    contiguous tensors joined on their last axis, and the result is again channels-last.
+    """
+
+    def forward(self, *bottoms: torch.Tensor) -> torch.Tensor:
+        if len(bottoms) == 1:
+            return bottoms[0]
+        joined = torch.cat([b.permute(0, 2, 3, 1) for b in bottoms], dim=3)
+        return joined.permute(0, 3, 1, 2)
+
+
+class Float32Island(nn.Module):
+    """Runs a layer in float32 inside a reduced-precision net (inputs up-cast, outputs down-cast)."""
+
+    def __init__(self, inner: nn.Module, dtype: torch.dtype) -> None:
+        super().__init__()
+        self.inner = inner.float()
+        self.dtype = dtype
+
+    def forward(self, *inputs: torch.Tensor):
+        result = self.inner(*(t.float() for t in inputs))
+        if isinstance(result, tuple):
+            return tuple(t.to(self.dtype) for t in result)
+        return result.to(self.dtype)
+
+
+def fast_concat(module: nn.Module) -> ChannelsConcat | None:
+    """A ChannelsConcat for a Concat along axis 1 of 4-D blobs, else None."""
+    from posebridge.converter.layers.tensor_ops import Concat
+
+    if not isinstance(module, Concat):
+        return None
+    try:
+        axis = module.rule.resolve(4)
+    except Exception:  # an axis that does not exist for 4-D blobs: keep the layer as it is
+        return None
+    return ChannelsConcat() if axis == 1 else None
+
+
+def fast_max_pool(module: nn.Module) -> MaxPool | None:
+    """A MaxPool equal to a CaffePooling MAX layer, or None when the layer needs the general form."""
+    if not isinstance(module, CaffePooling) or module.method != "MAX":
+        return None
+    h, w = module.height, module.width
+    if h.pad or w.pad or h.stride > h.kernel or w.stride > w.kernel:
+        return None
+    ceil_h, ceil_w = h.right > 0, w.right > 0
+    if ceil_h != ceil_w or h.right not in (0, h.stride - 1) or w.right not in (0, w.stride - 1):
+        return None
+    return MaxPool((h.kernel, w.kernel), (h.stride, w.stride), ceil_h)
+
+
+@dataclass(frozen=True)
+class _Step:
+    """One step of the tuned plan: a module (None for the input) and its blob versions."""
+
+    key: str
+    bottoms: tuple[str, ...]
+    tops: tuple[str, ...]
+
+
+def _plain_conv(module: nn.Module) -> bool:
+    """A 2-D convolution oneDNN's fused primitive takes: zero padding given as numbers."""
+    return (type(module) is nn.Conv2d and module.padding_mode == "zeros" and isinstance(module.padding, tuple)
+            and module.weight.dim() == 4)
+
+
+def _consumers(net: CaffeNet) -> dict[str, list[int]]:
+    users: dict[str, list[int]] = {}
+    for index, step in enumerate(net.steps):
+        for blob in step.bottoms:
+            users.setdefault(blob, []).append(index)
+    return users
+
+
+class TunedNet(nn.Module):
+    """A CaffeNet's layers in its order, tuned for CPU inference (see the module docstring).
+
+    ``forward(x)`` takes one (N, C, H, W) float32 tensor and returns the net's first output as
+    a contiguous (N, C', H', W') float32 tensor.
+    """
+
+    def __init__(self, net: CaffeNet, precision: str = "fp32", *, packed: bool | None = None) -> None:
+        super().__init__()
+        if precision not in PRECISIONS:
+            raise PosebridgeError(f"unknown precision '{precision}'; choose one of {', '.join(PRECISIONS)}")
+        if len(net.input_names) != 1:
+            raise PosebridgeError(f"the tuned runtime takes nets with one input; this one has {list(net.input_names)}")
+        self.precision = precision
+        self.dtype = DTYPES[precision]
+        self.packed = mkldnn_ready() if packed is None else packed
+        self.input_name = net.input_names[0]
+        self.output_version = net.output_versions[0]
+        self.layers = nn.ModuleDict()
+        self.plan: list[_Step] = []
+        self.fused_relus = 0
+        users = _consumers(net)
+        skip: set[int] = set()
+        for index, step in enumerate(net.steps):
+            if index in skip:
+                continue
+            if step.type == "Input":
+                self.plan.append(_Step("", (), step.tops))
+                continue
+            module = net._module(step)
+            tops = step.tops
+            if _plain_conv(module):
+                relu_index = self._fusable_relu(net, users, index)
+                if relu_index is not None:
+                    skip.add(relu_index)
+                    tops = net.steps[relu_index].tops
+                    self.fused_relus += 1
+                module = self._conv(module, relu_index is not None)
+            else:
+                module = fast_max_pool(module) or fast_concat(module) or self._in_precision(module)
+            key = f"l{len(self.layers)}"
+            self.layers[key] = module
+            self.plan.append(_Step(key, step.bottoms, tops))
+        self._last_use = self._release_points()
+        self.eval()
+
+    def _fusable_relu(self, net: CaffeNet, users: dict[str, list[int]], index: int) -> int | None:
+        """The index of a plain ReLU that is the only reader of this convolution's output."""
+        step = net.steps[index]
+        if len(step.tops) != 1 or step.tops[0] in net.output_versions:
+            return None
+        readers = users.get(step.tops[0], [])
+        if len(readers) != 1:
+            return None
+        reader = net.steps[readers[0]]
+        if reader.type != "ReLU" or type(net._module(reader)) is not nn.ReLU or len(reader.bottoms) != 1:
+            return None
+        return readers[0]
+
+    def _conv(self, conv: nn.Conv2d, relu: bool) -> nn.Module:
+        if self.packed:
+            return PackedConv(conv, self.dtype, relu)
+        import copy
+
+        return ChannelsLastConv(copy.deepcopy(conv), self.dtype, relu)
+
+    def _in_precision(self, module: nn.Module) -> nn.Module:
+        import copy
+
+        if self.dtype == torch.float32:
+            return module
+        if type(module).__name__ in _BF16_SAFE:
+            return copy.deepcopy(module).to(self.dtype)
+        return Float32Island(copy.deepcopy(module), self.dtype)
+
+    def _release_points(self) -> dict[int, list[str]]:
+        last: dict[str, int] = {}
+        for index, step in enumerate(self.plan):
+            for blob in (*step.bottoms, *step.tops):
+                last[blob] = index
+        last[self.output_version] = len(self.plan)
+        points: dict[int, list[str]] = {}
+        for blob, index in last.items():
+            points.setdefault(index, []).append(blob)
+        return points
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        values: dict[str, torch.Tensor] = {}
+        start = x.to(self.dtype).contiguous(memory_format=torch.channels_last)
+        for index, step in enumerate(self.plan):
+            if not step.key:
+                result: Sequence[torch.Tensor] = (start,) * len(step.tops)
+            else:
+                out = self.layers[step.key](*(values[b] for b in step.bottoms))
+                result = out if isinstance(out, tuple) else (out,)
+            for top, tensor in zip(step.tops, result):
+                values[top] = tensor
+            for blob in self._last_use.get(index, ()):
+                values.pop(blob, None)
+        return values[self.output_version].float().contiguous()
+
+
+def _relative_error(ours: torch.Tensor, reference: torch.Tensor) -> float:
+    scale = float(reference.abs().max())
+    difference = float((ours.double() - reference.double()).abs().max())
+    return difference / scale if scale > 0 else difference
+
+
+def self_check(net: CaffeNet, tuned: TunedNet, *, size: tuple[int, int] = CHECK_SIZE,
+               tolerance: float | None = None) -> float:
+    """Relative error of ``tuned`` against ``net`` on one seeded input; ParityError beyond tolerance."""
+    limit = CHECK_TOLERANCE[tuned.precision] if tolerance is None else tolerance
+    channels = _input_channels(net)
+    rng = np.random.default_rng(CHECK_SEED)
+    x = torch.from_numpy(rng.uniform(-0.5, 0.5, (1, channels, *size)).astype(np.float32))
+    with torch.inference_mode():
+        expected = net(x)
+        expected = expected[0] if isinstance(expected, tuple) else expected
+        error = _relative_error(tuned(x), expected)
+    if not error <= limit:
+        raise ParityError(f"the tuned {tuned.precision} net differs from the converted net by a relative error of "
+                          f"{error:.3g} at input 1x{channels}x{size[0]}x{size[1]} (tolerance {limit:g})")
+    return error
+
+
+def _input_channels(net: CaffeNet) -> int:
+    for step in net.steps:
+        for module in (net._module(step),):
+            if isinstance(module, nn.Conv2d):
+                return int(module.in_channels)
+    return 3
+
+
+def tune(net: CaffeNet, precision: str = "fp32", *, check: bool = True, packed: bool | None = None) -> TunedNet:
+    """The tuned form of ``net`` (see the module docstring); self-checked unless ``check`` is False."""
+    tuned = TunedNet(net, precision, packed=packed)
+    if check:
+        self_check(net, tuned)
+    return tuned
+
+
+def inference(module: nn.Module) -> Callable[[np.ndarray], np.ndarray]:
+    """A numpy (N, C, H, W) float32 -> numpy float32 function running ``module`` under inference mode."""
+
+    def run(batch: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            out = module(torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)))
+        if isinstance(out, tuple):
+            out = out[0]
+        return out.numpy()
+
+    return run

@@ -33,7 +33,7 @@ from posebridge.converter.references.opencv import run_opencv
 from posebridge.converter.references.pycaffe import run_pycaffe
 from posebridge.errors import FileAccessError, ParityError, PosebridgeError
 from posebridge.prototxt.graph import Graph, Shape
-from posebridge.prototxt.loader import PROBE_SIZE, load_graph, load_weights
+from posebridge.prototxt.loader import PROBE_SIZE, load_graph, load_weights, prototxt_file
 from posebridge.prototxt.shapes import infer_shapes
 
 #: Named references; anything else must be the path of a golden .npz file.
@@ -293,7 +293,7 @@ def compare(prototxt: str | os.PathLike, caffemodel: str | os.PathLike, *,
     else:
         sizes = list(input_sizes) if input_sizes else [default_size(graph)]
         runs = [seeded_inputs(graph.input_shapes(size, batch), seed) for size in sizes]
-        references = RUNNERS[kind](graph, prototxt, caffemodel, runs)
+        references = RUNNERS[kind](graph, prototxt_file(prototxt), caffemodel, runs)
         report_seed = seed
 
     report = ParityReport(prototxt=os.fspath(prototxt), caffemodel=os.fspath(caffemodel), reference="",
@@ -323,7 +323,7 @@ def write_golden(path: str | os.PathLike, prototxt: str | os.PathLike, caffemode
     graph.check_supported()
     size = input_size if input_size else default_size(graph)
     inputs = seeded_inputs(graph.input_shapes(size, batch), seed)
-    outputs = next(iter(RUNNERS[reference](graph, prototxt, caffemodel, [inputs])))
+    outputs = next(iter(RUNNERS[reference](graph, prototxt_file(prototxt), caffemodel, [inputs])))
     names = {node.name for node in graph.nodes}  # not Caffe's own inserted Split layers
     layers = {name: array for name, array in outputs.layers.items() if name in names}
     info = {"reference": outputs.label, "seed": seed, "prototxt": Path(prototxt).name,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from pathlib import Path
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -29,6 +30,19 @@ ZOO_PREFIX = "zoo:"
 
 #: Input size used to derive weight shapes when the prototxt's placeholder (1x1) is too small.
 PROBE_SIZE = (368, 368)
+
+
+def prototxt_file(path: str | os.PathLike) -> Path:
+    """A real file for a prototxt argument: ``zoo:NAME`` is written out (cached) by posebridge.zoo.
+
+    For tools that hand the file to another reader (OpenCV dnn, pycaffe).
+    """
+    source = os.fspath(path)
+    if source.startswith(ZOO_PREFIX):
+        from posebridge import zoo
+
+        return Path(zoo.resolve(source))
+    return Path(source)
 
 
 def _included(layer, state: caffe_pb2.NetState) -> bool:

@@ -23,7 +23,7 @@ import numpy as np
 
 from posebridge.converter.model_family import ModelFamily, file_md5, recognise
 from posebridge.errors import PosebridgeError
-from posebridge.prototxt.loader import load_graph
+from posebridge.prototxt.loader import load_graph, prototxt_file
 from posebridge.prototxt.structure import detect_structure
 
 BACKENDS = ("torch", "onnxruntime", "opencv")
@@ -214,12 +214,7 @@ def open_backend(model: str | os.PathLike, *, prototxt: str | os.PathLike | None
         return TorchBackend(load_safetensors(graph, path), _family_of_graph(graph, None), precision=precision)
     family = _family_of_graph(graph, path)
     if chosen == "opencv":
-        prototxt_path = os.fspath(prototxt)
-        if prototxt_path.startswith("zoo:"):
-            from posebridge import zoo
-
-            prototxt_path = os.fspath(zoo.resolve(prototxt_path))
-        return OpenCVBackend(prototxt_path, path, family)
+        return OpenCVBackend(os.fspath(prototxt_file(prototxt)), path, family)
     if chosen == "onnxruntime":
         raise PosebridgeError("export an ONNX file first (posebridge convert --onnx) to use onnxruntime", file=path)
     from posebridge.converter.api import convert

@@ -429,3 +429,15 @@ def test_bench_script_runs_on_a_small_net(small_net, tmp_path, capsys) -> None:
     assert conversion["peak_rss_mb"] >= conversion["baseline_rss_mb"] > 0
     assert forward["input"] == [1, 3, 13, 11] and forward["output_shape"][0] == 1
     assert forward["max_rel_vs_opencv_fusion_off"] <= TOLERANCE
+
+
+def test_parity_accepts_a_zoo_net(tmp_path):
+    """``zoo:NAME`` works wherever a PROTOTXT goes, also where OpenCV dnn must read a file."""
+    from posebridge.prototxt import load_graph
+    from posebridge.prototxt.synth import synthesize, write_caffemodel
+
+    caffemodel = tmp_path / "hand.caffemodel"
+    graph = load_graph("zoo:hand")
+    write_caffemodel(caffemodel, graph, synthesize(graph, seed=1))
+    report = compare("zoo:hand", caffemodel, input_sizes=[(40, 48)])
+    assert report.ok and len(report.compared) == len(graph.nodes) - 1

@@ -140,10 +140,11 @@ def _decode_blob(buf: memoryview, start: int, end: int, limits: Limits) -> BlobR
             dims = []
     if any(d < 0 for d in dims):
         raise wire.WireError(f"negative blob dimension {dims}", start)
-    count = 1
+    count, extent = 1, 1  # extent: the product without zeros, which numpy also refuses to overflow
     for d in dims:
         count *= d
-        if count > limits.max_blob_elements or d > limits.max_blob_elements:  # (a 0 elsewhere hides a huge d)
+        extent *= max(d, 1)
+        if extent > limits.max_blob_elements:
             raise LimitExceededError(f"a blob declares shape {dims}, over the limit of "
                                      f"{limits.max_blob_elements} elements")
 

@@ -96,7 +96,7 @@ def check_weight_shape(shape: Sequence[int], limits: Limits, *, what: str = "wei
     """Element count of a learnable blob the net's parameters imply; raises when over budget."""
     _check_dims(shape, what, file, layer)
     count = shape_elements(shape)
-    if count > limits.max_blob_elements or any(int(d) > limits.max_blob_elements for d in shape):
+    if shape_elements([max(int(d), 1) for d in shape]) > limits.max_blob_elements:  # a 0 cannot hide the rest
         raise LimitExceededError(
             f"{what} of shape {list(shape)} holds {count} values, over the limit of "
             f"{limits.max_blob_elements} values per blob", file=file, layer=layer)

@@ -139,9 +139,13 @@ def test_weights_implied_by_a_huge_num_output_are_refused_before_synth_allocates
     assert not output.exists()
 
 
-def test_a_zero_dimension_cannot_hide_a_huge_one():
+@pytest.mark.parametrize("dims", [[0, 2 ** 62], [0] + [80] * 20], ids=["one-huge-dim", "many-axes"])
+def test_a_zero_dimension_cannot_hide_a_huge_extent(dims):
+    """Found by atheris: numpy refuses to reshape 0 values to such shapes with a ValueError."""
     with pytest.raises(LimitExceededError):
-        parse_weights(_caffemodel(_blob([0, 2 ** 62], [])))
+        parse_weights(_caffemodel(_blob(dims, [])))
+    with pytest.raises(LimitExceededError):
+        budget.check_weight_shape(dims, DEFAULT_LIMITS)
 
 
 # ----------------------------------------------------------------------------- blob data vs shape

@@ -80,35 +80,35 @@ def _check(target_result: bool) -> None:
     assert target_result in (True, False)  # a result or a clean refusal; anything else escaped
 
 
-@fuzz(400)
+@fuzz(800)
 @given(case=mutated(("seed.caffemodel", "seed_v1.caffemodel")))
 def test_mutated_caffemodels_through_the_weights_reader(seeds, case):
     name, edits = case
     _check(fuzz_targets.target_caffemodel(apply_edits(seeds[name], edits)))
 
 
-@fuzz(200)
+@fuzz(400)
 @given(case=mutated(("seed.caffemodel",)))
 def test_mutated_caffemodels_matched_and_converted(seeds, seed_graph, case):
     name, edits = case
     _check(fuzz_targets.target_weights_on_graph(apply_edits(seeds[name], edits), seed_graph))
 
 
-@fuzz(400)
+@fuzz(800)
 @given(case=mutated(("seed.prototxt", "seed_v1.prototxt", "seed.caffemodel", "seed_v1.caffemodel")))
 def test_mutated_model_files_through_load_graph(seeds, case):
     name, edits = case
     _check(fuzz_targets.target_model_file(apply_edits(seeds[name], edits)))
 
 
-@fuzz(200)
+@fuzz(400)
 @given(case=mutated(("seed.prototxt", "seed_v1.prototxt")))
 def test_mutated_prototxt_text_through_the_text_reader(seeds, case):
     name, edits = case
     _check(fuzz_targets.target_prototxt_text(apply_edits(seeds[name], edits)))
 
 
-@fuzz(200)
+@fuzz(400)
 @given(name=st.sampled_from(("seed.prototxt", "seed_v1.prototxt", "seed.caffemodel", "seed_v1.caffemodel")),
        fraction=st.floats(0.0, 1.0, exclude_max=True))
 def test_truncated_files_are_refused_or_read(seeds, seed_graph, name, fraction):
@@ -150,19 +150,24 @@ _BLOB = re.compile(r'(bottom|top): "[^"]*"')
 @st.composite
 def token_mutated(draw) -> str:
     """A seed prototxt with 1-4 edits that keep it mostly parseable: numbers pushed to extremes,
-    layer types swapped, lines duplicated, dropped or swapped, parameters inserted, blobs renamed."""
+    layer types swapped, lines duplicated, dropped or swapped, parameters inserted, blobs renamed.
+    Each edit picks its line among those it applies to."""
     text = draw(st.sampled_from((fuzz_targets.SEED_PROTOTXT, fuzz_targets.SEED_PROTOTXT_V1)))
     lines = text.splitlines()
     blob_names = re.findall(r'(?:bottom|top): "([^"]*)"', text)
+    applies = {"number": _NUMBER.search, "type": _TYPE.search, "insert": lambda line: "}" in line,
+               "blob": _BLOB.search, "duplicate": bool, "drop": bool, "swap": bool}
     for _ in range(draw(st.integers(1, 4))):
-        i = draw(st.integers(0, len(lines) - 1))
-        op = draw(st.sampled_from(("number", "type", "duplicate", "drop", "swap", "insert", "blob")))
+        op = draw(st.sampled_from(sorted(applies)))
+        candidates = [i for i, line in enumerate(lines) if applies[op](line)]
+        if not candidates:
+            continue
+        i = draw(st.sampled_from(candidates))
         line = lines[i]
-        if op == "number" and _NUMBER.search(line):
-            spans = [m.span() for m in _NUMBER.finditer(line)]
-            start, end = draw(st.sampled_from(spans))
+        if op == "number":
+            start, end = draw(st.sampled_from([m.span() for m in _NUMBER.finditer(line)]))
             lines[i] = line[:start] + draw(st.sampled_from(EXTREME_NUMBERS)) + line[end:]
-        elif op == "type" and _TYPE.search(line):
+        elif op == "type":
             new_type = draw(st.sampled_from((*known_types(), "Python", "Unknown")))
             lines[i] = _TYPE.sub(f'type: "{new_type}"', line, count=1)
         elif op == "duplicate":
@@ -172,22 +177,22 @@ def token_mutated(draw) -> str:
         elif op == "swap":
             j = draw(st.integers(0, len(lines) - 1))
             lines[i], lines[j] = lines[j], lines[i]
-        elif op == "insert" and "}" in line:
+        elif op == "insert":
             at = line.rfind("}") if draw(st.booleans()) else line.find("}")
             lines[i] = f"{line[:at]} {draw(st.sampled_from(FRAGMENTS))} {line[at:]}"
-        elif op == "blob" and _BLOB.search(line):
+        elif op == "blob":
             name = draw(st.sampled_from(blob_names))
             lines[i] = _BLOB.sub(lambda m: f'{m.group(1)}: "{name}"', line, count=1)
     return "\n".join(lines)
 
 
-@fuzz(300)
+@fuzz(600)
 @given(text=token_mutated())
 def test_token_mutated_nets_load_convert_and_run(text):
     _check(fuzz_targets.target_convert_and_run(text.encode("utf-8")))
 
 
-@fuzz(200)
+@fuzz(400)
 @given(text=token_mutated())
 def test_token_mutated_nets_through_load_graph(text):
     _check(fuzz_targets.target_model_file(text.encode("utf-8")))

@@ -13,10 +13,9 @@ Every family shares OpenPose's input convention (openpose: utilities/openCv.cpp,
 
 from __future__ import annotations
 
-import hashlib
-import os
 from dataclasses import dataclass
 
+from posebridge.prototxt.files import file_md5  # noqa: F401 (re-exported)
 from posebridge.prototxt.structure import OpenPoseStructure
 from posebridge.zoo import ENTRIES
 
@@ -40,7 +39,6 @@ TWO_BRANCH, PAF_FIRST, CPM = "two-branch", "paf-first", "cpm"
 # How a family was recognised.
 BY_MD5, BY_STRUCTURE, NOT_RECOGNISED = "caffemodel_md5", "structure", "none"
 
-MD5_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -91,15 +89,6 @@ class ModelFamily:
         """``{"heatmaps": [0, 19], "pafs": [19, 57]}`` (None where absent)."""
         return {"heatmaps": list(self.heatmaps) if self.heatmaps else None,
                 "pafs": list(self.pafs) if self.pafs else None}
-
-
-def file_md5(path: str | os.PathLike) -> str:
-    """Hex MD5 of a file, read in 1 MiB chunks."""
-    digest = hashlib.md5(usedforsecurity=False)
-    with open(path, "rb") as handle:
-        while chunk := handle.read(MD5_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def family_by_md5(md5: str | None) -> str | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -28,3 +29,15 @@ def read_file_bytes(path: str | os.PathLike, *, what: str, max_bytes: int) -> by
         return path.read_bytes()
     except OSError as error:
         raise FileAccessError(f"cannot read {what}: {error.strerror}", file=str(path)) from None
+
+
+MD5_CHUNK = 1 << 20
+
+
+def file_md5(path: str | os.PathLike) -> str:
+    """Hex MD5 of a file, read in 1 MiB chunks (how official weights are recognised)."""
+    digest = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as handle:
+        while chunk := handle.read(MD5_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()

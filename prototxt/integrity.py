@@ -13,13 +13,13 @@ OpenPose publishes, held by :mod:`posebridge.zoo`) and explains a near miss.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 
 from posebridge import zoo
 from posebridge.errors import FileAccessError, PosebridgeError
 from posebridge.prototxt.budget import FLOAT32_BYTES, shape_elements
+from posebridge.prototxt.files import file_md5
 from posebridge.prototxt.graph import Graph
 from posebridge.prototxt.layer_types import layer_type
 from posebridge.prototxt.loader import shapes_for_weights
@@ -76,16 +76,8 @@ def caffemodel_truncation(graph: Graph, caffemodel: str | os.PathLike) -> str | 
 
 # ----------------------------------------------------------------------------- official weights
 
-MD5_CHUNK = 1 << 20
-
-
-def md5_of(path: str | os.PathLike) -> str:
-    """Hex MD5 of a file, read in 1 MiB chunks."""
-    digest = hashlib.md5(usedforsecurity=False)
-    with open(path, "rb") as handle:
-        while chunk := handle.read(MD5_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
+#: An alias kept for callers of the integrity API.
+md5_of = file_md5
 
 
 def official_weights(md5: str) -> tuple[ZooEntry, ...]:

@@ -46,8 +46,8 @@ class BenchConfig:
     accuracy_photo_size: tuple[int, int] | None = None  # (w, h) to resize the photos to
     accuracy_resolution: str = "-1x368"
     e2e_backends: tuple[str, ...] = ("opencv", "onnxruntime", "torch", "torch-bf16", "onnxruntime-int8")
-    e2e_images: int = 6
-    e2e_video_frames: int = 12
+    e2e_images: int = 4
+    e2e_video_frames: int = 8
     e2e_frame_size: tuple[int, int] = (656, 368)  # (w, h)
     e2e_resolution: str = "-1x368"
     e2e_video_batch: int = 4

@@ -86,7 +86,7 @@ def bench_loading(files: NetFiles, runs: int, log: Callable[[str], None] = lambd
 
     read = measure(files.prototxt, files.caffemodel, runs)
     read.pop("raw", None)
-    log(f"  read_weights {read['read_s']:.2f} s, peak +{read['rss_over_baseline_bytes'] / 1e6:.0f} MB "
+    log(f"  read_weights {read['read_s']:.2f} s, peak +{read['vmhwm_over_baseline_bytes'] / 1e6:.0f} MB "
         f"({Path(files.caffemodel).stat().st_size / 1e6:.0f} MB file)")
     ready = {}
     for mode in READY_MODES:

@@ -91,9 +91,13 @@ def loading_section(results: dict) -> list[str]:
     read = loading["read"]
     lines = ["### Loading", "",
              f"{loading['net']} caffemodel, {loading['caffemodel_bytes'] / 1e6:.0f} MB, in the page cache; "
-             f"medians of {loading['runs']} fresh processes; peak memory over the process's baseline after imports.",
+             f"medians of {loading['runs']} fresh processes; peak memory = the process's high-water mark (VmHWM) "
+             "over its baseline after the imports. Ready = files to a net that can run a forward (posebridge-torch: "
+             "read, convert, tune and self-check; -untuned: without tune and self-check).",
              ""]
-    rows = [("posebridge read_weights", f"{read['read_s']:.2f}", "-", f"{read['rss_over_baseline_bytes'] / 1e6:.0f}")]
+    peak = read.get("vmhwm_over_baseline_bytes") or read.get("rss_over_baseline_bytes", 0)
+    rows = [("posebridge read_weights (+ match to the graph)", f"{read['read_s']:.2f} (+{read['match_s']:.2f})", "-",
+             f"{peak / 1e6:.0f}")]
     for mode, entry in loading["ready"].items():
         rows.append((f"ready: {mode}", f"{entry['total_s']:.2f}", f"{entry['min_total_s']:.2f}-{entry['max_total_s']:.2f}",
                      f"{entry['peak_over_baseline_bytes'] / 1e6:.0f}"))

@@ -3,17 +3,20 @@
 :func:`stream_poses` runs the network on batches of same-size frames in the calling thread.
 ``overlap`` says what runs beside it:
 
-* ``"decode"`` (default): frames are read and decoded in a background thread, a bounded queue
-  ahead of the network; people are assembled in the calling thread after each batch;
-* ``"full"``: also the people of batch k are assembled in a worker thread while the network
-  runs batch k+1;
+* ``"full"`` (default): frames are read and decoded in a background thread, a bounded queue
+  ahead of the network, and the people of batch k are assembled in a worker thread while the
+  network runs batch k+1;
+* ``"decode"``: only decoding runs beside the network; people are assembled in the calling
+  thread after each batch;
 * ``"none"``: everything in the calling thread, one stage after the other.
 
 Decoding (OpenCV), the network (PyTorch, onnxruntime, OpenCV dnn) and most of the assembly
-(numpy) release the GIL. The network already keeps every core busy, with one thread per core
-meeting at a barrier after each layer: a stage running beside it takes a core away from one of
-them, and the whole layer waits for that one (``posebridge bench`` measures the three modes).
-Decoding is short enough to hide; assembly often is not. Results come out in input order.
+(numpy) release the GIL. The network alone keeps both cores of a 2-core machine busy; the other
+stages fill its gaps (a layer's threads meet at a barrier, and single-threaded stretches
+between layers leave a core idle). ``posebridge bench`` measures the three modes: on 2 cores
+"full" was 5-10 % faster than "decode" and up to 25 % faster than "none" on video (BODY_25,
+synthetic weights, many weak people per frame); with few people the difference is small.
+Results come out in input order.
 :class:`StageTimes` adds up the seconds spent in each stage (per thread, so with overlap they
 sum to more than the wall time).
 """
@@ -33,8 +36,8 @@ from posebridge.runtime.pipeline import PoseEstimator, PoseResult
 
 #: Frames decoded ahead of the network (per batch slot).
 PREFETCH_BATCHES = 2
-OVERLAP_MODES = ("decode", "full", "none")
-DEFAULT_OVERLAP = "decode"
+OVERLAP_MODES = ("full", "decode", "none")
+DEFAULT_OVERLAP = "full"
 _DONE = object()
 
 

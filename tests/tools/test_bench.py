@@ -13,6 +13,7 @@ import pytest
 
 from helpers_bench import small_net, write_small_net
 from posebridge.runtime.people import Person
+from posebridge.runtime.streaming import DEFAULT_OVERLAP
 from posebridge.tools.bench import accuracy, forward, media, models, plot, report, timing
 from posebridge.tools.bench.machine import machine_info
 from posebridge.tools.cli import main
@@ -97,7 +98,7 @@ def _results():
         "postprocess": [{"skeleton": "COCO", "people": 20, "found": 20, "size": [368, 656], "repeats": 5,
                          **{stage: {"median_ms": 5.0, "min_ms": 4.0, "max_ms": 6.0}
                             for stage in ("upsample", "peaks", "assembly", "peaks+assembly")}, "total_ms": 10.0}],
-        "end_to_end": [{"net": "coco", "backend": "torch", "input": "video", "overlap": "decode", "frames": 4,
+        "end_to_end": [{"net": "coco", "backend": "torch", "input": "video", "overlap": DEFAULT_OVERLAP, "frames": 4,
                         "per_second": 0.5, "utilisation": 0.95, "people_share_of_wall": 0.02}],
     }
     results["targets"] = report.targets(results)

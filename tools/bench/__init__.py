@@ -65,9 +65,13 @@ QUICK = BenchConfig(sizes=((96, 168), (184, 328)), repeats=2, loading_runs=1, po
 Logger = Callable[[str], None]
 
 
+#: The runtime skeleton each zoo body net outputs.
+NET_SKELETONS = {"coco": "COCO", "body_25": "BODY_25", "mpi": "MPI", "mpi_4_stages": "MPI"}
+
+
 def _skeleton_of(net: str) -> str:
     """The runtime skeleton a zoo body net outputs."""
-    return {"coco": "COCO", "body_25": "BODY_25", "mpi": "MPI", "mpi_4_stages": "MPI"}.get(net, net.upper())
+    return NET_SKELETONS.get(net, net.upper())
 
 
 def run_bench(config: BenchConfig = FULL, *, work: str | Path | None = None, command: str = "posebridge bench",

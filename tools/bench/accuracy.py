@@ -19,7 +19,7 @@ in both within a tolerance, missing, or extra.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -160,5 +160,3 @@ def photos_for_accuracy(count: int, size: tuple[int, int] | None = None) -> list
         images = [cv2.resize(image, size, interpolation=cv2.INTER_AREA) for image in images]
     return images
 
-
-Logger = Callable[[str], None]

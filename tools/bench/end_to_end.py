@@ -2,8 +2,8 @@
 
 The path is ``posebridge run``'s (:func:`posebridge.runtime.streaming.stream_poses` over
 :func:`posebridge.runtime.media.iter_media`), outputs not written, in its default overlap mode
-(decoding in a background thread); the default backend's video also runs in the other modes
-(assembly in a worker thread as well; everything in one thread). Each run is preceded by
+(decoding in a background thread, assembly in a worker thread); the default backend's video
+also runs in the other modes (decoding only beside the network; everything in one thread). Each run is preceded by
 one untimed image (oneDNN and onnxruntime build their kernels on first use). CPU utilisation is
 this process's CPU time (all threads) over wall time and cores; stage seconds are summed per
 thread, so with overlap they may add up to more than the wall time.

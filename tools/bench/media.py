@@ -40,6 +40,8 @@ def frames(count: int, size: tuple[int, int]) -> list[np.ndarray]:
 def write_image_folder(folder: Path, count: int, size: tuple[int, int]) -> list[Path]:
     """``count`` JPEG images of ``size`` (w, h) in ``folder``; their paths."""
     folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.glob("frame_*.jpg"):
+        stale.unlink()
     paths = []
     for index, frame in enumerate(frames(count, size)):
         path = folder / f"frame_{index:04d}.jpg"

@@ -129,8 +129,8 @@ def end_to_end_section(results: dict) -> list[str]:
 
     default = DEFAULT_OVERLAP
     lines = ["### End to end", "",
-             "`posebridge run`'s pipeline, outputs not written; overlap: decode = decoding in a background thread "
-             "(default), full = assembly in a worker thread too, none = one thread. CPU = process CPU time / wall "
+             "`posebridge run`'s pipeline, outputs not written; overlap: full = decoding in a background thread and "
+             "assembly in a worker thread (default), decode = decoding only, none = one thread. CPU = process CPU time / wall "
              "time / cores. Assembly share = assembly seconds / wall seconds (synthetic weights make ~100 weak "
              "people per frame; real scenes cost far less: see post-processing). x fastest compares the default "
              "mode's rows.", ""]

@@ -41,8 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--skeleton", help="skeleton name when the model's family cannot be recognised")
     parser.add_argument("--batch-size", type=int, default=4, help="video frames per network call (default 4)")
     parser.add_argument("--overlap", choices=OVERLAP_MODES, default=DEFAULT_OVERLAP,
-                        help="what runs beside the network: decode (frames read in a background thread, default), "
-                             "full (assembly in a worker thread too), none")
+                        help="what runs beside the network: full (frames decoded in a background thread and "
+                             "people assembled in a worker thread, default), decode (decoding only), none")
     parser.add_argument("--write-json", metavar="DIR", help="one <name>_keypoints.json per image or frame")
     parser.add_argument("--write-images", metavar="DIR", help="rendered skeletons, <name>_rendered.png")
     parser.add_argument("--image-format", default="png", choices=["png", "jpg"], help="rendered image format")

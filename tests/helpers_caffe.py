@@ -89,13 +89,8 @@ def write_model(tmp_path: str | Path, net: caffe_pb2.NetParameter, stem: str = "
     return prototxt_path, caffemodel_path
 
 
-def run_opencv(prototxt_path: str | Path, caffemodel_path: str | Path,
-               inputs: Mapping[str, np.ndarray], outputs: Sequence[str]) -> dict[str, np.ndarray]:
-    """Run a Caffe net with OpenCV dnn; ``outputs`` are LAYER names, as OpenCV indexes them.
-
-    Fusion and Winograd are disabled so every layer computes on its own, on the plain OpenCV
-    CPU backend. Returns float32 arrays keyed by the requested layer names (first top of each).
-    """
+def opencv_net(prototxt_path: str | Path, caffemodel_path: str | Path, inputs: Mapping[str, np.ndarray]):
+    """A cv2.dnn net of the files, fusion and Winograd off, plain CPU backend, inputs set."""
     import cv2
 
     net = cv2.dnn.readNetFromCaffe(str(prototxt_path), str(caffemodel_path))
@@ -106,6 +101,17 @@ def run_opencv(prototxt_path: str | Path, caffemodel_path: str | Path,
     net.setPreferableTarget(cv2.dnn.DNN_TARGET_CPU)
     for name, array in inputs.items():
         net.setInput(np.ascontiguousarray(array, dtype=np.float32), name)
+    return net
+
+
+def run_opencv(prototxt_path: str | Path, caffemodel_path: str | Path,
+               inputs: Mapping[str, np.ndarray], outputs: Sequence[str]) -> dict[str, np.ndarray]:
+    """Run a Caffe net with OpenCV dnn; ``outputs`` are LAYER names, as OpenCV indexes them.
+
+    Fusion and Winograd are disabled so every layer computes on its own, on the plain OpenCV
+    CPU backend. Returns float32 arrays keyed by the requested layer names (first top of each).
+    """
+    net = opencv_net(prototxt_path, caffemodel_path, inputs)
     results = net.forward(list(outputs))
     return {name: np.array(result, dtype=np.float32) for name, result in zip(outputs, results)}
 

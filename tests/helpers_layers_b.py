@@ -94,17 +94,9 @@ def run_opencv_all(prototxt_path: str | Path, caffemodel_path: str | Path, input
                    layers: Sequence[str]) -> dict[str, list[np.ndarray]]:
     """Every top of each named layer, run by OpenCV dnn (fusion and Winograd off, plain CPU
     backend, as ``helpers_caffe.run_opencv``), keyed by layer name."""
-    import cv2
+    from helpers_caffe import opencv_net
 
-    net = cv2.dnn.readNetFromCaffe(str(prototxt_path), str(caffemodel_path))
-    net.enableFusion(False)
-    if hasattr(net, "enableWinograd"):
-        net.enableWinograd(False)
-    net.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
-    net.setPreferableTarget(cv2.dnn.DNN_TARGET_CPU)
-    for name, array in inputs.items():
-        net.setInput(np.ascontiguousarray(array, dtype=np.float32), name)
-    results = net.forwardAndRetrieve(list(layers))
+    results = opencv_net(prototxt_path, caffemodel_path, inputs).forwardAndRetrieve(list(layers))
     return {name: [np.array(blob, dtype=np.float32) for blob in blobs] for name, blobs in zip(layers, results)}
 
 

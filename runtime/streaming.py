@@ -11,11 +11,10 @@
 * ``"none"``: everything in the calling thread, one stage after the other.
 
 Decoding (OpenCV), the network (PyTorch, onnxruntime, OpenCV dnn) and most of the assembly
-(numpy) release the GIL. The network alone keeps both cores of a 2-core machine busy; the other
-stages fill its gaps (a layer's threads meet at a barrier, and single-threaded stretches
-between layers leave a core idle). ``posebridge bench`` measures the three modes: on 2 cores
-"full" was 5-10 % faster than "decode" and up to 25 % faster than "none" on video (BODY_25,
-synthetic weights, many weak people per frame); with few people the difference is small.
+(numpy) release the GIL. On a 2-core machine the network alone keeps both cores busy (over
+95 % CPU in every mode), so ``posebridge bench`` measures the three modes within run-to-run
+noise of each other (about 10 %); overlap matters more where the network is faster than the
+assembly (int8, crowded frames) or where there are spare cores.
 Results come out in input order.
 :class:`StageTimes` adds up the seconds spent in each stage (per thread, so with overlap they
 sum to more than the wall time).

@@ -163,3 +163,16 @@ def test_backends_default_to_the_tuned_net_and_refuse_impossible_precisions(tmp_
         open_backend(caffemodel, prototxt=prototxt, precision="fp8")
     with pytest.raises(PosebridgeError, match="torch backend runs fp32 or bf16"):
         TorchBackend(backend.model, ModelFamily("x", "test", None, None, 0, None, None), precision="int8")
+
+
+@pytest.mark.parametrize("name", ["coco", "body_25"])
+def test_official_architectures_keep_parity_when_tuned(name):
+    from posebridge import zoo
+    from posebridge.prototxt.synth import synthesize
+
+    graph = zoo.graph(f"zoo:{name}")
+    net = CaffeNet(graph, synthesize(graph, seed=3, init="he"))
+    tuned = tune(net, "fp32")
+    with torch.inference_mode():
+        x = _input((72, 104))
+        assert _relative(tuned(x), net(x)) < 1e-5

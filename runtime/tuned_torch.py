@@ -176,15 +176,13 @@ def fast_concat(module: nn.Module) -> ChannelsConcat | None:
 
 def fast_max_pool(module: nn.Module) -> MaxPool | None:
     """A MaxPool equal to a CaffePooling MAX layer, or None when the layer needs the general form."""
-    if not isinstance(module, CaffePooling) or module.method != "MAX":
+    if not isinstance(module, CaffePooling):
+        return None
+    plain = module.plain_max_form()
+    if plain is None:
         return None
     h, w = module.height, module.width
-    if h.pad or w.pad or h.stride > h.kernel or w.stride > w.kernel:
-        return None
-    ceil_h, ceil_w = h.right > 0, w.right > 0
-    if ceil_h != ceil_w or h.right not in (0, h.stride - 1) or w.right not in (0, w.stride - 1):
-        return None
-    return MaxPool((h.kernel, w.kernel), (h.stride, w.stride), ceil_h)
+    return MaxPool((h.kernel, w.kernel), (h.stride, w.stride), plain[0])
 
 
 @dataclass(frozen=True)

@@ -119,6 +119,23 @@ class CaffePooling(nn.Module):
         return (f"method={self.method}, kernel=({h.kernel}, {w.kernel}), stride=({h.stride}, {w.stride}), "
                 f"pad=({h.pad}, {w.pad}), right_pad=({h.right}, {w.right})")
 
+    def plain_max_form(self) -> tuple[bool] | None:
+        """``(ceil_mode,)`` when this MAX pooling equals ``F.max_pool2d`` without padding, else None.
+
+        That holds when there is no left pad, every stride is at most its kernel and the right
+        pad only rounds up (``stride - 1``, Caffe's ceil) or is absent, alike on both axes: then
+        every window starts inside the input, so Caffe's window (clipped to the input) and
+        PyTorch's ``ceil_mode`` window are the same. This form skips the padded copy (one pass
+        over the input; in ONNX a ``Pad`` node before ``MaxPool``).
+        """
+        h, w = self.height, self.width
+        if self.method != "MAX" or h.pad or w.pad or h.stride > h.kernel or w.stride > w.kernel:
+            return None
+        ceil_h, ceil_w = h.right > 0, w.right > 0
+        if ceil_h != ceil_w or h.right not in (0, h.stride - 1) or w.right not in (0, w.stride - 1):
+            return None
+        return (ceil_h,)
+
     def _padded(self, x: torch.Tensor, value: float) -> torch.Tensor:
         h, w = self.height, self.width
         pads = (w.pad, w.right, h.pad, h.right)
@@ -128,6 +145,10 @@ class CaffePooling(nn.Module):
         kernel = (self.height.kernel, self.width.kernel)
         stride = (self.height.stride, self.width.stride)
         if self.method == "MAX":
+            plain = self.plain_max_form()
+            # torch.export (dynamic sizes) would guard on ceil_mode's size rule; it keeps the padded form.
+            if plain is not None and not torch.compiler.is_compiling():
+                return F.max_pool2d(x, kernel, stride, ceil_mode=plain[0])
             return F.max_pool2d(self._padded(x, _lowest(x.dtype)), kernel, stride)
         window_mean = F.avg_pool2d(self._padded(x, 0.0), kernel, stride)  # window sum / (kh * kw)
         divisor_h = _axis_divisor(torch.ones_like(x[:1, :1, :, :1]), self.height, dim=2)

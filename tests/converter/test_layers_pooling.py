@@ -179,6 +179,7 @@ def test_opencv_sweep_where_opencv_follows_caffe(tmp_path):
 
 
 EXPORT_CASES = [("pool: MAX kernel_size: 3 stride: 2 pad: 1", False),
+                ("pool: MAX kernel_size: 2 stride: 2", False),  # OpenPose's pooling: ceil_mode form
                 ("pool: AVE kernel_size: 3 stride: 2 pad: 2", False),
                 ("pool: AVE global_pooling: true", False),
                 ("pool: AVE kernel_size: 1 stride: 2", False),
@@ -200,6 +201,38 @@ def test_onnx_export_keeps_caffe_sizes_at_other_inputs(fields, dynamo):
             k, s, p = params.kernel_size, params.stride, params.pad
             expected = ref.pooling(x, "MAX" if params.pool == 0 else "AVE", (k, k), (s, s), (p, p))
         assert_same_values(y, expected, RTOL_REFERENCE, f"ONNX {fields} at {x.shape}")
+
+
+@pytest.mark.parametrize("fields,plain", [
+    ("pool: MAX kernel_size: 2 stride: 2", (True,)),
+    ("pool: MAX kernel_size: 3 stride: 3 round_mode: FLOOR", (False,)),
+    ("pool: MAX kernel_size: 3 stride: 2 pad: 1", None),   # left pad: Caffe's drop rule needs the padded form
+    ("pool: MAX kernel_size: 2 stride: 3", None),          # windows may start beyond the input
+    ("pool: AVE kernel_size: 2 stride: 2", None),
+])
+def test_plain_max_form_only_where_caffe_and_ceil_mode_agree(fields, plain):
+    module = convert_layer(pool_spec(fields))
+    assert module.plain_max_form() == plain
+    if plain is None:
+        return
+    # Equal to the padded form at every small size (the form the module would use otherwise).
+    rng = np.random.default_rng(5)
+    for height, width in itertools.product(range(3, 12), range(3, 12)):
+        x = torch.from_numpy(rng.standard_normal((2, 3, height, width)).astype(np.float32))
+        k, s = (module.height.kernel, module.width.kernel), (module.height.stride, module.width.stride)
+        padded = torch.nn.functional.max_pool2d(module._padded(x, -FLT_MAX), k, s)
+        assert torch.equal(module(x), padded), (height, width)
+
+
+def test_onnx_export_of_openpose_max_pooling_has_no_pad_node(tmp_path):
+    import onnx
+
+    module = convert_layer(pool_spec("pool: MAX kernel_size: 2 stride: 2", (2, 3, 9, 9))).eval()
+    path = tmp_path / "pool.onnx"
+    torch.onnx.export(module, (torch.zeros(2, 3, 9, 9),), path, dynamo=False, opset_version=17,
+                      input_names=["x"], dynamic_axes={"x": {0: "batch", 2: "height", 3: "width"}})
+    nodes = [n.op_type for n in onnx.load(path).graph.node]
+    assert "Pad" not in nodes and nodes.count("MaxPool") == 1
 
 
 def test_right_padding_table():

@@ -1,17 +1,22 @@
 """A converted net rearranged for CPU inference: packed oneDNN convolutions, channels-last, bf16.
 
 :func:`tune` takes a :class:`~posebridge.converter.network.CaffeNet` and returns a
-:class:`TunedNet` that runs the same layers in the same order with three changes:
+:class:`TunedNet` that runs the same layers in the same order with four changes:
 
 * every plain 2-D convolution runs as one oneDNN primitive on weights reordered once, at build
   time, into oneDNN's blocked layout (PyTorch's eager ``conv2d`` reorders them on every call),
   with a following ReLU fused into it when the convolution's output feeds nothing else;
 * MAX pooling without padding runs as ``max_pool2d`` (``ceil_mode`` when Caffe rounds up),
   which equals Caffe's count whenever stride <= kernel, instead of an explicit pad + pool;
+* in float32, 3x3 stride-1 convolutions with many input channels run by Winograd's
+  F(6x6, 3x3) on small maps (:mod:`posebridge.runtime.winograd`, as OpenCV dnn does; 5x fewer
+  multiply-adds), chosen per call from the input's shape; ``use_winograd=False`` keeps the
+  direct form everywhere;
 * activations stay channels-last (NHWC) from the first layer to the last.
 
-``precision="fp32"`` computes what the converted net computes (same float32 arithmetic up to
-summation order: relative error about 1e-6). ``precision="bf16"`` stores weights and
+``precision="fp32"`` computes what the converted net computes up to float32 rounding: relative
+error about 1e-6 for the direct convolutions, about 1e-5 with Winograd layers (the converted
+net's own error against float64 is about 1e-6; OpenCV dnn's against it about 4e-6). ``precision="bf16"`` stores weights and
 activations in bfloat16 (oneDNN accumulates in float32) and returns float32 maps; it is
 opt-in and its error is measured by ``posebridge bench``. Layers without a bf16-safe form run in
 float32 inside a bf16 net. A build-time self-check runs both nets on a small input and raises
@@ -31,6 +36,8 @@ from torch import nn
 from posebridge.converter.layers.pooling import CaffePooling
 from posebridge.converter.network import CaffeNet
 from posebridge.errors import ParityError, PosebridgeError
+from posebridge.runtime import winograd
+from posebridge.runtime.winograd import WinogradConv
 
 PRECISIONS = ("fp32", "bf16")
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
@@ -105,6 +112,28 @@ class PackedConv(nn.Module):
         weight = self._pack(tuple(x.shape))
         return torch.ops.mkldnn._convolution_pointwise(
             x, weight, self.bias, self.padding, self.stride, self.dilation, self.groups, self.attr, [], "")
+
+
+class ShapeSwitchedConv(nn.Module):
+    """A 3x3 convolution run by Winograd's F(6x6, 3x3) or directly, chosen per call from the input's shape.
+
+    :func:`posebridge.runtime.winograd.worth_it` picks: Winograd for many input channels on small
+    maps, the direct (oneDNN) convolution elsewhere. Both compute the same convolution; they
+    differ by float32 rounding (about 1e-5 of the largest output for Winograd, see
+    :mod:`posebridge.runtime.winograd`).
+    """
+
+    def __init__(self, direct: nn.Module, conv: nn.Conv2d, relu: bool) -> None:
+        super().__init__()
+        self.direct = direct
+        self.winograd = WinogradConv(conv, relu)
+        self.pad = self.winograd.pad
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out_h, out_w = x.shape[2] + 2 * self.pad[0] - 2, x.shape[3] + 2 * self.pad[1] - 2
+        if winograd.worth_it(x.shape[1], out_h, out_w):
+            return self.winograd(x)
+        return self.direct(x)
 
 
 class ChannelsLastConv(nn.Module):
@@ -215,7 +244,8 @@ class TunedNet(nn.Module):
     a contiguous (N, C', H', W') float32 tensor.
     """
 
-    def __init__(self, net: CaffeNet, precision: str = "fp32", *, packed: bool | None = None) -> None:
+    def __init__(self, net: CaffeNet, precision: str = "fp32", *, packed: bool | None = None,
+                 use_winograd: bool = True) -> None:
         super().__init__()
         if precision not in PRECISIONS:
             raise PosebridgeError(f"unknown precision '{precision}'; choose one of {', '.join(PRECISIONS)}")
@@ -224,6 +254,9 @@ class TunedNet(nn.Module):
         self.precision = precision
         self.dtype = DTYPES[precision]
         self.packed = mkldnn_ready() if packed is None else packed
+        # Winograd in bfloat16 would multiply the rounding of its transforms: float32 only.
+        self.use_winograd = use_winograd and precision == "fp32"
+        self.winograd_convs = 0
         self.input_name = net.input_names[0]
         self.output_version = net.output_versions[0]
         self.layers = nn.ModuleDict()
@@ -268,11 +301,14 @@ class TunedNet(nn.Module):
         return readers[0]
 
     def _conv(self, conv: nn.Conv2d, relu: bool) -> nn.Module:
-        if self.packed:
-            return PackedConv(conv, self.dtype, relu)
         import copy
 
-        return ChannelsLastConv(copy.deepcopy(conv), self.dtype, relu)
+        direct = PackedConv(conv, self.dtype, relu) if self.packed else ChannelsLastConv(copy.deepcopy(conv),
+                                                                                         self.dtype, relu)
+        if self.use_winograd and winograd.applies(conv) and conv.in_channels >= winograd.MIN_CHANNELS:
+            self.winograd_convs += 1
+            return ShapeSwitchedConv(direct, conv, relu)
+        return direct
 
     def _in_precision(self, module: nn.Module) -> nn.Module:
         import copy
@@ -341,9 +377,10 @@ def _input_channels(net: CaffeNet) -> int:
     return 3
 
 
-def tune(net: CaffeNet, precision: str = "fp32", *, check: bool = True, packed: bool | None = None) -> TunedNet:
+def tune(net: CaffeNet, precision: str = "fp32", *, check: bool = True, packed: bool | None = None,
+         use_winograd: bool = True) -> TunedNet:
     """The tuned form of ``net`` (see the module docstring); self-checked unless ``check`` is False."""
-    tuned = TunedNet(net, precision, packed=packed)
+    tuned = TunedNet(net, precision, packed=packed, use_winograd=use_winograd)
     if check:
         self_check(net, tuned)
     return tuned

@@ -48,6 +48,8 @@ class TorchBackend:
 
     ``tuned`` (default) runs a CaffeNet through :func:`posebridge.runtime.tuned_torch.tune` in
     ``precision`` (fp32 or bf16); other modules, or ``tuned=False``, run as they are (fp32).
+    ``winograd=False`` keeps every convolution in the direct form (see
+    :mod:`posebridge.runtime.winograd`).
     """
 
     model: object
@@ -56,6 +58,7 @@ class TorchBackend:
     threads: int | None = None
     precision: str = "fp32"
     tuned: bool = True
+    winograd: bool = True
     _runner: object = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -67,7 +70,7 @@ class TorchBackend:
         if self.tuned and isinstance(self.model, CaffeNet) and len(self.model.input_names) == 1:
             from posebridge.runtime.tuned_torch import tune
 
-            runner = tune(self.model, self.precision)
+            runner = tune(self.model, self.precision, use_winograd=self.winograd)
         elif self.precision != "fp32":
             raise PosebridgeError("bf16 needs a converted single-input net (tuned=True)")
         self._runner = runner
@@ -168,13 +171,14 @@ def _check_precision(precision: str, backend: str | None, path: str) -> str | No
 
 
 def open_backend(model: str | os.PathLike, *, prototxt: str | os.PathLike | None = None,
-                 backend: str | None = None, precision: str = "fp32", log=None) -> Backend:
+                 backend: str | None = None, precision: str = "fp32", winograd: bool = True, log=None) -> Backend:
     """Open MODEL (.caffemodel, .safetensors or .onnx; ``prototxt`` for the first two).
 
     The default backend follows the file: onnxruntime for .onnx, torch otherwise (tuned, see
     :mod:`posebridge.runtime.tuned_torch`). ``precision`` bf16 runs on torch (from Caffe or
     safetensors weights); int8 runs on onnxruntime, from an int8 model made once and cached
-    (:func:`posebridge.runtime.int8_cache.int8_model`; ``log`` hears about it).
+    (:func:`posebridge.runtime.int8_cache.int8_model`; ``log`` hears about it). ``winograd=False``
+    keeps the torch backend's 3x3 convolutions in the direct form (:mod:`posebridge.runtime.winograd`).
     """
     path = os.fspath(model)
     suffix = Path(path).suffix.lower()
@@ -211,7 +215,8 @@ def open_backend(model: str | os.PathLike, *, prototxt: str | os.PathLike | None
             raise PosebridgeError(f"a safetensors model runs on the torch backend, not '{chosen}'", file=path)
         from posebridge.converter.weights_io import load_safetensors
 
-        return TorchBackend(load_safetensors(graph, path), _family_of_graph(graph, None), precision=precision)
+        return TorchBackend(load_safetensors(graph, path), _family_of_graph(graph, None), precision=precision,
+                            winograd=winograd)
     family = _family_of_graph(graph, path)
     if chosen == "opencv":
         return OpenCVBackend(os.fspath(prototxt_file(prototxt)), path, family)
@@ -220,4 +225,4 @@ def open_backend(model: str | os.PathLike, *, prototxt: str | os.PathLike | None
     from posebridge.converter.api import convert
     from posebridge.prototxt.loader import load_weights
 
-    return TorchBackend(convert(graph, load_weights(graph, path)), family, precision=precision)
+    return TorchBackend(convert(graph, load_weights(graph, path)), family, precision=precision, winograd=winograd)

@@ -181,6 +181,29 @@ def test_run_command_writes_outputs_and_survives_bad_inputs(coco_files, tmp_path
     assert sorted(p.name for p in out.iterdir()) == ["good_keypoints.json", "good_rendered.png"]
 
 
+def test_run_command_direct_convolutions_flag_reaches_the_backend(coco_files, tmp_path, monkeypatch):
+    from posebridge.tools.commands import run as run_command
+
+    opened = []
+    real_open = run_command.open_backend
+
+    def recording_open(*args, **kwargs):
+        opened.append(real_open(*args, **kwargs))
+        return opened[-1]
+
+    monkeypatch.setattr(run_command, "open_backend", recording_open)
+    image = tmp_path / "in.png"
+    cv2.imwrite(str(image), _photo(1, (120, 90)))
+    for flags in ([], ["--direct-convolutions"]):
+        assert main(["run", str(coco_files), str(image), "--prototxt", "zoo:coco", "--net-resolution", "-1x64",
+                     "--write-json", str(tmp_path / f"out{len(flags)}"), *flags]) == 0
+    with_winograd, direct = opened
+    assert with_winograd._runner.winograd_convs > 0 and direct._runner.winograd_convs == 0
+    batch = np.random.default_rng(4).uniform(-0.5, 0.5, (2, 3, 61, 83)).astype(np.float32)
+    maps, direct_maps = with_winograd.infer(batch), direct.infer(batch)
+    assert 0 < np.abs(maps - direct_maps).max() <= 1e-4 * np.abs(direct_maps).max()
+
+
 def test_run_command_needs_prototxt_for_caffemodel(coco_files, tmp_path, capsys):
     image = tmp_path / "x.png"
     cv2.imwrite(str(image), _photo())

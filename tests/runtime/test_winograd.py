@@ -149,3 +149,13 @@ def test_bf16_nets_never_use_winograd(tmp_path, monkeypatch):
     assert tuned.winograd_convs == 0
     assert not any(isinstance(m, ShapeSwitchedConv) for m in tuned.layers.values())
     assert any(isinstance(m, PackedConv) for m in tuned.layers.values()) or not tuned.packed
+
+
+def test_open_backend_and_run_can_keep_direct_convolutions(tmp_path, monkeypatch):
+    from helpers_bench import write_small_net
+    from posebridge.runtime.backends import open_backend
+
+    monkeypatch.setattr(winograd, "MIN_CHANNELS", 1)
+    prototxt, caffemodel = write_small_net(tmp_path)
+    assert open_backend(caffemodel, prototxt=prototxt)._runner.winograd_convs > 0
+    assert open_backend(caffemodel, prototxt=prototxt, winograd=False)._runner.winograd_convs == 0

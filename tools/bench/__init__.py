@@ -32,7 +32,8 @@ class BenchConfig:
 
     nets: tuple[str, ...] = ("coco", "body_25")
     sizes: tuple[tuple[int, int], ...] = ((184, 328), (276, 492), (368, 656))
-    backends: tuple[str, ...] = ("opencv", "torch-eager", "onnxruntime", "torch", "torch-bf16", "onnxruntime-int8")
+    backends: tuple[str, ...] = ("opencv", "torch-eager", "onnxruntime", "torch-direct", "torch", "torch-bf16",
+                                 "onnxruntime-int8")
     warmup: int = 1
     repeats: int = 5
     threads: int = 0  # 0: every usable CPU

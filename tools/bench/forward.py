@@ -36,6 +36,7 @@ BACKENDS: dict[str, BackendInfo] = {
     "opencv": BackendInfo("OpenCV dnn (Caffe files)", "fp32", "peer"),
     "torch-eager": BackendInfo("PyTorch eager (converted module)", "fp32", "peer"),
     "onnxruntime": BackendInfo("onnxruntime (all graph optimisations)", "fp32", "peer"),
+    "torch-direct": BackendInfo("posebridge torch, tuned, direct 3x3 convolutions (no Winograd)", "fp32", "opt-in"),
     "torch": BackendInfo("posebridge torch, tuned (default)", "fp32", "default"),
     "torch-bf16": BackendInfo("posebridge torch bf16 (--precision bf16)", "bf16", "opt-in"),
     "onnxruntime-int8": BackendInfo("onnxruntime int8 (--precision int8)", "int8", "opt-in"),
@@ -69,6 +70,7 @@ def build_backends(files: NetFiles, names: Sequence[str], threads: int, model=No
     makers: dict[str, Callable[[], object]] = {
         "opencv": lambda: OpenCVBackend(str(files.prototxt), str(files.caffemodel), family),
         "torch-eager": lambda: TorchBackend(model, family, tuned=False),
+        "torch-direct": lambda: TorchBackend(model, family, winograd=False),
         "torch": lambda: TorchBackend(model, family),
         "torch-bf16": lambda: TorchBackend(model, family, precision="bf16"),
         "onnxruntime": lambda: OnnxBackend(str(files.onnx), family, threads=threads),

@@ -32,7 +32,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
                         help="fp32 (default: the Caffe net's numbers); opt-in, faster, slightly different maps: "
                              "bf16 (torch) or int8 (onnxruntime; the int8 model is made once and cached); "
-                             "see docs/performance.md for their measured error")
+                             "see the README's Performance section for their measured error")
+    parser.add_argument("--direct-convolutions", action="store_true",
+                        help="torch backend: compute 3x3 convolutions directly instead of by Winograd's "
+                             "F(6x6,3x3) (slower; float32 rounding closer to Caffe's, ~1e-6 instead of ~1e-5)")
     parser.add_argument("--net-resolution", "--net_resolution", dest="net_resolution", default="-1x368", help="WxH, -1 = from the aspect ratio (default -1x368)")
     parser.add_argument("--scale-number", type=int, default=1, help="number of scales (default 1)")
     parser.add_argument("--scale-gap", type=float, default=0.25, help="scale i is 1 - i*gap (default 0.25)")
@@ -79,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise PosebridgeError(f"--batch-size must be at least 1, got {args.batch_size}")
     backend = open_backend(args.model, prototxt=args.prototxt, backend=args.backend, precision=args.precision,
-                           log=lambda line: print(f"posebridge run: {line}", file=sys.stderr))
+                           winograd=not args.direct_convolutions, log=lambda line: print(f"posebridge run: {line}", file=sys.stderr))
     estimator = PoseEstimator(backend, net_resolution=args.net_resolution, scale_number=args.scale_number,
                               scale_gap=args.scale_gap, variant=args.variant,
                               skeleton=get_skeleton(args.skeleton) if args.skeleton else None)

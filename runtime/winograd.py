@@ -121,6 +121,23 @@ def worth_it(in_channels: int, height: int, width: int) -> bool:
     return in_channels >= MIN_CHANNELS and height * width <= MAX_PIXELS
 
 
+#: Output channels transformed at a time (keeps the float64 temporaries small: a whole layer's
+#: would be 14 times its weight, and freed heap memory is not always returned to the system).
+FILTER_CHUNK = 16
+
+
+def _transformed_filters(weight: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """``G w G^T`` of a (C_out, C_in, 3, 3) weight as an (n*n, C_in, C_out) float32 tensor, computed in float64."""
+    out_channels, in_channels = weight.shape[:2]
+    n = g.shape[0]
+    filters = torch.empty((n * n, in_channels, out_channels), dtype=torch.float32)
+    for start in range(0, out_channels, FILTER_CHUNK):
+        chunk = weight[start:start + FILTER_CHUNK].double()
+        transformed = torch.einsum("ak,oikl,bl->abio", g, chunk, g)  # n, n, C_in, chunk
+        filters[:, :, start:start + FILTER_CHUNK] = transformed.reshape(n * n, in_channels, -1)
+    return filters
+
+
 class WinogradConv(nn.Module):
     """A 3x3 stride-1 convolution (with bias and optionally a fused ReLU) by F(m x m, 3 x 3).
 
@@ -133,14 +150,10 @@ class WinogradConv(nn.Module):
         if not applies(conv):
             raise ValueError("WinogradConv takes 3x3 stride-1 convolutions without dilation or groups")
         at, g, bt = (torch.from_numpy(x) for x in transforms(m))
-        weight = conv.weight.detach().double()  # C_out, C_in, 3, 3
-        n = m + KERNEL - 1
-        filters = torch.einsum("ak,oikl,bl->abio", g, weight, g)  # n, n, C_in, C_out
-        self.m, self.n = m, n
+        self.m, self.n = m, m + KERNEL - 1
         self.relu = relu
         self.pad = (int(conv.padding[0]), int(conv.padding[1]))
-        self.register_buffer("filters", filters.reshape(n * n, *filters.shape[2:]).float().contiguous(),
-                             persistent=False)
+        self.register_buffer("filters", _transformed_filters(conv.weight.detach(), g), persistent=False)
         self.register_buffer("at", at.float(), persistent=False)
         self.register_buffer("bt", bt.float(), persistent=False)
         bias = conv.bias.detach().float() if conv.bias is not None else None

@@ -10,6 +10,9 @@ through :mod:`posebridge.runtime.tuned_torch` (prepacked oneDNN convolutions wit
 channels-last), checked against the converted net when opened. ``bf16`` (torch) and ``int8``
 (onnxruntime, :mod:`posebridge.runtime.int8_cache`) are opt-in: they change the maps by a
 measured amount (``posebridge bench`` reports it, and its effect on keypoints).
+
+Opening any backend keeps freed memory inside the process (:mod:`posebridge.runtime.heap`):
+a forward pass then reuses its buffers instead of faulting in fresh pages.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from posebridge.converter.model_family import ModelFamily, file_md5, recognise
 from posebridge.errors import PosebridgeError
 from posebridge.prototxt.loader import load_graph, prototxt_file
 from posebridge.prototxt.structure import detect_structure
+from posebridge.runtime.heap import keep_freed_memory
 
 BACKENDS = ("torch", "onnxruntime", "opencv")
 PRECISIONS = ("fp32", "bf16", "int8")
@@ -64,6 +68,7 @@ class TorchBackend:
     def __post_init__(self) -> None:
         from posebridge.converter.network import CaffeNet
 
+        keep_freed_memory()
         if self.precision not in ("fp32", "bf16"):
             raise PosebridgeError(f"the torch backend runs fp32 or bf16, not '{self.precision}'")
         runner = self.model
@@ -101,6 +106,7 @@ class OnnxBackend:
     def __post_init__(self) -> None:
         import onnxruntime as ort
 
+        keep_freed_memory()
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
@@ -127,6 +133,7 @@ class OpenCVBackend:
     def __post_init__(self) -> None:
         import cv2
 
+        keep_freed_memory()
         self._net = cv2.dnn.readNetFromCaffe(self.prototxt, self.caffemodel)
         self._net.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
         self._net.setPreferableTarget(cv2.dnn.DNN_TARGET_CPU)

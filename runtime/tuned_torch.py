@@ -8,7 +8,7 @@
   with a following ReLU fused into it when the convolution's output feeds nothing else;
 * MAX pooling without padding runs as ``max_pool2d`` (``ceil_mode`` when Caffe rounds up),
   which equals Caffe's count whenever stride <= kernel, instead of an explicit pad + pool;
-* in float32, 3x3 stride-1 convolutions with many input channels run by Winograd's
+* in float32, 3x3 stride-1 convolutions with many channels run by Winograd's
   F(6x6, 3x3) on small maps (:mod:`posebridge.runtime.winograd`, as OpenCV dnn does; 5x fewer
   multiply-adds), chosen per call from the input's shape; ``use_winograd=False`` keeps the
   direct form everywhere;
@@ -128,10 +128,11 @@ class ShapeSwitchedConv(nn.Module):
         self.direct = direct
         self.winograd = WinogradConv(conv, relu)
         self.pad = self.winograd.pad
+        self.out_channels = int(conv.out_channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out_h, out_w = x.shape[2] + 2 * self.pad[0] - 2, x.shape[3] + 2 * self.pad[1] - 2
-        if winograd.worth_it(x.shape[1], out_h, out_w):
+        if winograd.worth_it(x.shape[1], self.out_channels, out_h, out_w):
             return self.winograd(x)
         return self.direct(x)
 
@@ -305,7 +306,8 @@ class TunedNet(nn.Module):
 
         direct = PackedConv(conv, self.dtype, relu) if self.packed else ChannelsLastConv(copy.deepcopy(conv),
                                                                                          self.dtype, relu)
-        if self.use_winograd and winograd.applies(conv) and conv.in_channels >= winograd.MIN_CHANNELS:
+        if (self.use_winograd and winograd.applies(conv)
+                and winograd.enough_channels(conv.in_channels, conv.out_channels)):
             self.winograd_convs += 1
             return ShapeSwitchedConv(direct, conv, relu)
         return direct

@@ -21,8 +21,8 @@ about 1e-6 for oneDNN's direct convolution (both measured against float64 by the
 :class:`WinogradConv` keeps the transformed filters (n*n / 9 times the weight's size: 7.1x for
 m = 6) and is only faster where the matrix products dominate: many channels, small maps. The
 tuned runtime (:mod:`posebridge.runtime.tuned_torch`) calls it for layers with at least
-:data:`MIN_CHANNELS` input channels on maps of at most :data:`MAX_PIXELS` output pixels, and
-the direct convolution elsewhere.
+:data:`MIN_CHANNEL_PRODUCT` input x output channels on maps of at most :data:`MAX_PIXELS`
+output pixels, and the direct convolution elsewhere.
 """
 
 from __future__ import annotations
@@ -44,13 +44,17 @@ POINTS: dict[int, tuple[Fraction, ...]] = {
 KERNEL = 3
 #: Output tile size used by the runtime.
 TILE = 6
-#: The runtime's choice: Winograd for at least this many input channels ...
-MIN_CHANNELS = 96
-#: ... on output maps of at most this many pixels (H x W, per image). Measured on 2 AVX-512
-#: cores: F(6, 3) is 1.2-1.3x faster than oneDNN's direct convolution for 96-384 channels at
-#: 46 x 82, 2x for 256-512 channels at 46 x 82 to 92 x 164, even at 128 channels x 184 x 328,
-#: and 3x slower at 64 channels x 368 x 656, where the transforms' memory traffic dominates.
-MAX_PIXELS = 65536
+#: The runtime's choice: Winograd when C_in x C_out is at least this ...
+MIN_CHANNEL_PRODUCT = 64 * 128
+#: ... on output maps of at most this many pixels per image (a bound on the transforms' memory:
+#: about 2.4 x 4 bytes x pixels x channels for the transformed input and the products).
+MAX_PIXELS = 1 << 19
+#: Measured on 2 AVX-512 cores, freed memory kept (:mod:`posebridge.runtime.heap`), F(6, 3)
+#: against oneDNN's direct convolution: 128 -> 128 channels at 46 x 82: 3.1 against 4.9 ms,
+#: 384 -> 128: 10.0 against 14.6 ms, 256 -> 256 at 92 x 164: 43 against 81 ms, 128 -> 128 at
+#: 368 x 656: 218 against 326 ms, 64 -> 128 at 184 x 328: 33 against 39 ms; 96 -> 96 at
+#: 46 x 82 is even (2.9 against 3.0 ms) and 64 -> 64 is slower at every size (108 against 81 ms
+#: at 368 x 656): with few channels the transforms' memory traffic outweighs the products.
 
 
 def _solve_consistent(rows: list[list[Fraction]], values: list[Fraction]) -> list[Fraction]:
@@ -116,9 +120,14 @@ def applies(conv: nn.Conv2d) -> bool:
             and isinstance(conv.padding, tuple) and all(0 <= int(p) <= 2 for p in conv.padding))
 
 
-def worth_it(in_channels: int, height: int, width: int) -> bool:
-    """The runtime's rule: Winograd for many input channels on small output maps (see the module docstring)."""
-    return in_channels >= MIN_CHANNELS and height * width <= MAX_PIXELS
+def enough_channels(in_channels: int, out_channels: int) -> bool:
+    """The runtime's rule, channels part: Winograd pays off from 64 x 128 channels on."""
+    return in_channels * out_channels >= MIN_CHANNEL_PRODUCT
+
+
+def worth_it(in_channels: int, out_channels: int, height: int, width: int) -> bool:
+    """The runtime's rule: Winograd for enough channels, on output maps of bounded size (see above)."""
+    return enough_channels(in_channels, out_channels) and height * width <= MAX_PIXELS
 
 
 #: Output channels transformed at a time (keeps the float64 temporaries small: a whole layer's

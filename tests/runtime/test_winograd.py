@@ -119,15 +119,16 @@ def test_applies_only_to_plain_3x3_stride_1(kwargs, ok):
 
 
 def test_choice_rule():
-    assert worth_it(96, 46, 82) and worth_it(512, 92, 164)
-    assert not worth_it(64, 46, 82)            # few channels: the transforms dominate
-    assert not worth_it(128, 368, 656)         # large maps: memory traffic dominates
+    assert worth_it(96, 96, 46, 82) and worth_it(512, 512, 92, 164) and worth_it(64, 128, 184, 328)
+    assert worth_it(128, 128, 368, 656)
+    assert not worth_it(64, 64, 46, 82)            # few channels: the transforms dominate
+    assert not worth_it(128, 128, 736, 1312)       # a bound on the transforms' memory
 
 
 def test_tuned_net_switches_per_input_size_and_can_be_turned_off(tmp_path, monkeypatch):
     net = small_net(tmp_path)
     # The small net's 3x3 convolutions have few channels: allow Winograd for them here.
-    monkeypatch.setattr(winograd, "MIN_CHANNELS", 1)
+    monkeypatch.setattr(winograd, "MIN_CHANNEL_PRODUCT", 1)
     tuned = tune(net)
     direct = tune(net, use_winograd=False)
     switched = [m for m in tuned.layers.values() if isinstance(m, ShapeSwitchedConv)]
@@ -144,7 +145,7 @@ def test_tuned_net_switches_per_input_size_and_can_be_turned_off(tmp_path, monke
 
 
 def test_bf16_nets_never_use_winograd(tmp_path, monkeypatch):
-    monkeypatch.setattr(winograd, "MIN_CHANNELS", 1)
+    monkeypatch.setattr(winograd, "MIN_CHANNEL_PRODUCT", 1)
     tuned = tune(small_net(tmp_path), "bf16", check=False)
     assert tuned.winograd_convs == 0
     assert not any(isinstance(m, ShapeSwitchedConv) for m in tuned.layers.values())
@@ -155,7 +156,7 @@ def test_open_backend_and_run_can_keep_direct_convolutions(tmp_path, monkeypatch
     from helpers_bench import write_small_net
     from posebridge.runtime.backends import open_backend
 
-    monkeypatch.setattr(winograd, "MIN_CHANNELS", 1)
+    monkeypatch.setattr(winograd, "MIN_CHANNEL_PRODUCT", 1)
     prototxt, caffemodel = write_small_net(tmp_path)
     assert open_backend(caffemodel, prototxt=prototxt)._runner.winograd_convs > 0
     assert open_backend(caffemodel, prototxt=prototxt, winograd=False)._runner.winograd_convs == 0

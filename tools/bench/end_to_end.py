@@ -3,8 +3,9 @@
 The path is ``posebridge run``'s (:func:`posebridge.runtime.streaming.stream_poses` over
 :func:`posebridge.runtime.media.iter_media`), outputs not written, in its default overlap mode
 (decoding in a background thread, assembly in a worker thread); the default backend's video
-also runs in the other modes (decoding only beside the network; everything in one thread). Each run is preceded by
-one untimed image (oneDNN and onnxruntime build their kernels on first use). CPU utilisation is
+also runs in the other modes (decoding only beside the network; everything in one thread). Each backend first
+runs one untimed image and one untimed batch of the video's batch size (oneDNN and onnxruntime
+build their kernels per input shape on first use). CPU utilisation is
 this process's CPU time (all threads) over wall time and cores; stage seconds are summed per
 thread, so with overlap they may add up to more than the wall time.
 """
@@ -47,6 +48,8 @@ def bench_end_to_end(backends: Mapping[str, object], folder: Path, video: Path, 
     for name, backend in backends.items():
         estimator = PoseEstimator(backend, net_resolution=net_resolution)
         estimator(warm_image)
+        if video_batch > 1:  # the video's batch shape too: its first call reorders weights, faults in buffers
+            estimator.net_maps([warm_image] * video_batch)
         runs = [("folder", [folder], 1, DEFAULT_OVERLAP), ("video", [video], video_batch, DEFAULT_OVERLAP)]
         if name in sequential_for:
             runs.extend(("video", [video], video_batch, mode) for mode in OVERLAP_MODES if mode != DEFAULT_OVERLAP)

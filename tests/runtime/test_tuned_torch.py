@@ -165,7 +165,7 @@ def test_backends_default_to_the_tuned_net_and_refuse_impossible_precisions(tmp_
         TorchBackend(backend.model, ModelFamily("x", "test", None, None, 0, None, None), precision="int8")
 
 
-@pytest.mark.parametrize("name", ["coco", "body_25"])
+@pytest.mark.parametrize("name", ["coco", "body_25", "mpi", "hand", "face"])
 def test_official_architectures_keep_parity_when_tuned(name):
     from posebridge import zoo
     from posebridge.prototxt.synth import synthesize

@@ -172,6 +172,28 @@ class WinogradConv(nn.Module):
         ci, co = self.filters.shape[1:]
         return f"{ci}, {co}, F({self.m}x{self.m}, 3x3), pad={self.pad}, relu={self.relu}"
 
+    def _input_transform(self, padded: torch.Tensor, tiles_h: int, tiles_w: int) -> torch.Tensor:
+        """``B^T d B`` of every tile of a padded (N, Hp, Wp, C) tensor, as an (n*n, tiles, C) view.
+
+        The row transform reads the overlapping tiles in place: for one row of tiles, tile
+        ``tw``'s rows are an (n, n*C) matrix at offset ``tw*m*C`` with row stride ``Wp*C``, so
+        one batched product per row of tiles gathers and transforms at once. The column
+        transform is one batched product over all tiles; the result stays in (tile, a, b, C)
+        order and is handed to the main product transposed (row stride n*n*C, no copy).
+        """
+        m, n = self.m, self.n
+        batch, _, _, channels = padded.shape
+        s = padded.stride()
+        rows = padded.new_empty((batch, tiles_h, tiles_w, n, n * channels))
+        for item in range(batch):
+            for tile_row in range(tiles_h):
+                window = padded.as_strided((tiles_w, n, n * channels), (m * s[2], s[1], s[3]),
+                                           padded.storage_offset() + item * s[0] + tile_row * m * s[1])
+                torch.matmul(self.bt, window, out=rows[item, tile_row])
+        count = batch * tiles_h * tiles_w
+        spectrum = torch.matmul(self.bt, rows.view(count * n, n, channels))  # tile, a, b, C
+        return spectrum.view(count, n * n, channels).transpose(0, 1)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch, channels, height, width = x.shape
         m, n = self.m, self.n
@@ -179,15 +201,10 @@ class WinogradConv(nn.Module):
         tiles_h, tiles_w = -(-out_h // m), -(-out_w // m)
         # NHWC input, zero-padded so that the tiles cover the output (one copy).
         padded = F.pad(x.permute(0, 2, 3, 1), (0, 0, self.pad[1], tiles_w * m + 2 - width - self.pad[1],
-                                               self.pad[0], tiles_h * m + 2 - height - self.pad[0]))
-        s = padded.stride()
-        tiles = padded.as_strided((n, n, batch, tiles_h, tiles_w, channels),
-                                  (s[1], s[2], s[0], m * s[1], m * s[2], s[3]))
+                                               self.pad[0], tiles_h * m + 2 - height - self.pad[0])).contiguous()
+        spectrum = self._input_transform(padded, tiles_h, tiles_w)  # n*n, tiles, C_in (strided)
         count = batch * tiles_h * tiles_w
-        gathered = tiles.reshape(n, n * count * channels)  # (row, col, tile, C_in), one gather copy
-        rows = self.bt @ gathered  # B^T d
-        spectrum = torch.matmul(self.bt, rows.view(n, n, count * channels))  # (B^T d) B, transposed
-        products = torch.bmm(spectrum.view(n * n, count, channels), self.filters)  # n*n, tiles, C_out
+        products = torch.bmm(spectrum, self.filters)  # n*n, tiles, C_out
         out_channels = products.shape[2]
         rows_out = self.at @ products.view(n, n * count * out_channels)
         blocks = torch.matmul(self.at, rows_out.view(m, n, count * out_channels))  # m, m, tiles*C_out

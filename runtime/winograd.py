@@ -127,7 +127,7 @@ def enough_channels(in_channels: int, out_channels: int) -> bool:
 
 def worth_it(in_channels: int, out_channels: int, height: int, width: int) -> bool:
     """The runtime's rule: Winograd for enough channels, on output maps of bounded size (see above)."""
-    return enough_channels(in_channels, out_channels) and height * width <= MAX_PIXELS
+    return enough_channels(in_channels, out_channels) and 0 < height * width <= MAX_PIXELS and height > 0
 
 
 #: Output channels transformed at a time (keeps the float64 temporaries small: a whole layer's

@@ -123,6 +123,7 @@ def test_choice_rule():
     assert worth_it(128, 128, 368, 656)
     assert not worth_it(64, 64, 46, 82)            # few channels: the transforms dominate
     assert not worth_it(128, 128, 736, 1312)       # a bound on the transforms' memory
+    assert not worth_it(128, 128, 0, 5) and not worth_it(128, 128, -1, -1)  # empty maps: the direct form's error
 
 
 def test_tuned_net_switches_per_input_size_and_can_be_turned_off(tmp_path, monkeypatch):

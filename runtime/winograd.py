@@ -50,11 +50,11 @@ MIN_CHANNEL_PRODUCT = 64 * 128
 #: about 2.4 x 4 bytes x pixels x channels for the transformed input and the products).
 MAX_PIXELS = 1 << 19
 #: Measured on 2 AVX-512 cores, freed memory kept (:mod:`posebridge.runtime.heap`), F(6, 3)
-#: against oneDNN's direct convolution: 128 -> 128 channels at 46 x 82: 3.1 against 4.9 ms,
-#: 384 -> 128: 10.0 against 14.6 ms, 256 -> 256 at 92 x 164: 43 against 81 ms, 128 -> 128 at
-#: 368 x 656: 218 against 326 ms, 64 -> 128 at 184 x 328: 33 against 39 ms; 96 -> 96 at
-#: 46 x 82 is even (2.9 against 3.0 ms) and 64 -> 64 is slower at every size (108 against 81 ms
-#: at 368 x 656): with few channels the transforms' memory traffic outweighs the products.
+#: against oneDNN's direct convolution (ms): 96 -> 96 channels at 46 x 82: 2.2 against 2.8,
+#: 128 -> 128: 3.2 against 4.9, 384 -> 128: 8.2 against 14.5; 256 -> 256 at 92 x 164: 36
+#: against 78; 128 -> 128 at 184 x 328: 59 against 78, at 368 x 656: 218 against 326;
+#: 64 -> 128 at 184 x 328: 34 against 40. 64 -> 64 is slower at every size (108 against 81 at
+#: 368 x 656): with few channels the transforms' memory traffic outweighs the products.
 
 
 def _solve_consistent(rows: list[list[Fraction]], values: list[Fraction]) -> list[Fraction]:
@@ -127,7 +127,7 @@ def enough_channels(in_channels: int, out_channels: int) -> bool:
 
 def worth_it(in_channels: int, out_channels: int, height: int, width: int) -> bool:
     """The runtime's rule: Winograd for enough channels, on output maps of bounded size (see above)."""
-    return enough_channels(in_channels, out_channels) and 0 < height * width <= MAX_PIXELS and height > 0
+    return enough_channels(in_channels, out_channels) and height > 0 and width > 0 and height * width <= MAX_PIXELS
 
 
 #: Output channels transformed at a time (keeps the float64 temporaries small: a whole layer's

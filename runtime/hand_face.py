@@ -11,6 +11,10 @@ hand/handExtractorCaffe.cpp, face/faceExtractorCaffe.cpp (crop, net, maximum per
 * The box is warped to a square net input (368x368 by default) with linear interpolation and
   zero borders (the left hand mirrored); the net's heatmaps are resized x8 (cubic); each part's
   keypoint is the (first) maximum of its channel, mapped back through the crop's affine matrix.
+* Hand multi-scale (``--hand_scale_number`` S > 1, ``--hand_scale_range`` R): the hand box is
+  re-centred at scales ``1 - R/2 + R i / (S - 1)`` (sides rounded to an even number of pixels),
+  each scale runs the net, and the estimate with the highest average keypoint score is kept
+  (the first scale's on ties), in float32 as OpenPose computes it.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from posebridge.errors import PosebridgeError
 from posebridge.runtime.backends import Backend
 from posebridge.runtime.people import Person
 from posebridge.runtime.preprocess import normalize_to_tensor
@@ -35,6 +40,9 @@ HAND_MIN_SIDE, HAND_MIN_AREA = 1.0, 10.0
 FACE_MIN_SIDE = 40.0
 #: OpenPose's default --hand_net_resolution and --face_net_resolution.
 DEFAULT_CROP_SIDE = 368
+#: OpenPose's defaults for --hand_scale_number and --hand_scale_range.
+HAND_SCALE_NUMBER = 1
+HAND_SCALE_RANGE = 0.4
 
 
 @dataclass(frozen=True)
@@ -155,6 +163,39 @@ def keypoints_from_output(net_output: np.ndarray, parts: int, matrix: np.ndarray
     return np.column_stack([points.astype(np.float32), scores.astype(np.float32)])
 
 
+def hand_scales(number: int, scale_range: float) -> list[float]:
+    """The box scales of OpenPose's hand multi-scale detection (float32 arithmetic)."""
+    if number < 1:
+        raise PosebridgeError(f"the hand scale number must be at least 1, got {number}")
+    if not 0.0 <= scale_range < 2.0:  # the smallest scale, 1 - range/2, must stay above 0
+        raise PosebridgeError(f"the hand scale range must be in [0, 2), got {scale_range}")
+    if number == 1:
+        return [1.0]
+    span = np.float32(scale_range)
+    first = np.float32(1.0) - span / np.float32(2.0)
+    return [float(first + span * np.float32(i) / (np.float32(number) - np.float32(1.0))) for i in range(number)]
+
+
+def rescaled_box(box: Box, scale: float) -> Box:
+    """``box`` re-centred with its sides scaled and rounded down to an even number of pixels (float32)."""
+    def even_side(side: float) -> np.float32:
+        return np.float32(int(np.float32(side) * np.float32(scale) + np.float32(0.5)) // 2 * 2)
+
+    width, height = even_side(box.width), even_side(box.height)
+    centre_x = np.float32(box.x) + np.float32(box.width) / np.float32(2.0)
+    centre_y = np.float32(box.y) + np.float32(box.height) / np.float32(2.0)
+    return Box(float(centre_x - width / np.float32(2.0)), float(centre_y - height / np.float32(2.0)),
+               float(width), float(height))
+
+
+def average_score(keypoints: np.ndarray) -> np.float32:
+    """Mean of the score column of a (parts, 3) keypoint array, summed in float32 as OpenPose does."""
+    total = np.float32(0.0)
+    for score in np.asarray(keypoints, np.float32)[:, 2]:
+        total = np.float32(total + score)
+    return np.float32(total / np.float32(len(keypoints)))
+
+
 @dataclass
 class HandFaceExtractor:
     """Hand and/or face keypoints for the people found by the body pipeline."""
@@ -162,12 +203,28 @@ class HandFaceExtractor:
     hand: Backend | None = None
     face: Backend | None = None
     side: int = DEFAULT_CROP_SIDE
+    hand_scale_number: int = HAND_SCALE_NUMBER
+    hand_scale_range: float = HAND_SCALE_RANGE
+
+    def __post_init__(self) -> None:
+        self._hand_scales = hand_scales(self.hand_scale_number, self.hand_scale_range)
 
     def _run(self, backend: Backend, image: np.ndarray, box: Box | None, parts: int, mirror: bool) -> np.ndarray:
         if box is None:
             return np.zeros((parts, 3), np.float32)
         tensor, matrix = crop(image, box, self.side, mirror=mirror)
         return keypoints_from_output(backend.infer(tensor), parts, matrix, self.side)
+
+    def _run_hand(self, image: np.ndarray, box: Box | None, mirror: bool) -> np.ndarray:
+        assert self.hand is not None
+        if box is None or len(self._hand_scales) == 1:
+            return self._run(self.hand, image, box, HAND.part_count, mirror)
+        best: np.ndarray | None = None
+        for scale in self._hand_scales:
+            found = self._run(self.hand, image, rescaled_box(box, scale), HAND.part_count, mirror)
+            if best is None or average_score(found) > average_score(best):
+                best = found
+        return best
 
     def extract(self, image: np.ndarray, people: list[Person], skeleton: Skeleton) -> dict[str, list[np.ndarray]]:
         """{"hand_left": [...], "hand_right": [...], "face": [...]}: one (parts, 3) array per person."""
@@ -176,8 +233,8 @@ class HandFaceExtractor:
             left, right = [], []
             for person in people:
                 box_left, box_right = hand_boxes(person, skeleton)
-                left.append(self._run(self.hand, image, box_left, HAND.part_count, True))
-                right.append(self._run(self.hand, image, box_right, HAND.part_count, False))
+                left.append(self._run_hand(image, box_left, True))
+                right.append(self._run_hand(image, box_right, False))
             result["hand_left"], result["hand_right"] = left, right
         if self.face is not None:
             result["face"] = [self._run(self.face, image, face_box(person, skeleton), FACE.part_count, False)

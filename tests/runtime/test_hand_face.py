@@ -121,3 +121,78 @@ def test_extractor_fills_every_person_and_zeros_missing_boxes():
     assert not parts["hand_right"][0].any()  # no right arm: zeros, as OpenPose writes
     assert "face" not in parts
     assert FACE.part_count == 70 and HAND.part_count == 21
+
+
+def test_hand_scales_follow_openpose_and_refuse_bad_values():
+    from posebridge.errors import PosebridgeError
+    from posebridge.runtime.hand_face import hand_scales
+
+    assert hand_scales(1, 0.4) == [1.0]
+    np.testing.assert_allclose(hand_scales(3, 0.4), [0.8, 1.0, 1.2], rtol=1e-6)
+    np.testing.assert_allclose(hand_scales(5, 0.6), [0.7, 0.85, 1.0, 1.15, 1.3], rtol=1e-6)
+    for number, span in ((0, 0.4), (2, -0.1), (2, 2.0), (2, float("nan"))):
+        with pytest.raises(PosebridgeError, match="hand scale"):
+            hand_scales(number, span)
+
+
+def test_rescaled_box_keeps_the_centre_and_rounds_sides_to_even_pixels():
+    from posebridge.runtime.hand_face import rescaled_box
+
+    box = Box(100.0, 50.0, 101.0, 75.0)
+    # 101 x 0.8 = 80.8 -> round 81 -> even 80; 75 x 0.8 = 60 -> 60; centre (150.5, 87.5) kept.
+    assert _tuple(rescaled_box(box, 0.8)) == (110.5, 57.5, 80.0, 60.0)
+    # 101 x 1.2 = 121.2 -> 121 -> 120; 75 x 1.2 = 90 -> 90.
+    assert _tuple(rescaled_box(box, 1.2)) == (90.5, 42.5, 120.0, 90.0)
+
+
+@dataclass
+class ScriptedBackend:
+    """Hand maps with every part's peak at call-specific crop pixel and height (one call per scale)."""
+
+    peaks: list[tuple[int, float]]  # (crop-map column, peak value) per call
+    calls: int = 0
+
+    def infer(self, tensor):
+        column, value = self.peaks[self.calls]
+        self.calls += 1
+        maps = np.zeros((1, HAND.part_count + 1, 46, 46), np.float32)
+        maps[0, :HAND.part_count, 20, column] = value
+        return maps
+
+
+@pytest.mark.parametrize("peaks,chosen", [
+    ([(10, 0.5), (20, 0.9), (30, 0.7)], 1),   # the best average score wins
+    ([(10, 0.6), (20, 0.6), (30, 0.6)], 0),   # ties keep the first scale (OpenPose's ">")
+    ([(10, 0.2), (20, 0.3), (30, 0.8)], 2),
+])
+def test_multi_scale_hand_keeps_the_estimate_with_the_best_average_score(peaks, chosen, monkeypatch):
+    from posebridge.runtime import hand_face
+
+    boxes = []
+    real_crop = hand_face.crop
+
+    def recording_crop(image, box, side=368, *, mirror=False):
+        boxes.append(box)
+        return real_crop(image, box, side, mirror=mirror)
+
+    monkeypatch.setattr(hand_face, "crop", recording_crop)
+    person = _person(COCO, {"RWrist": (200, 300, 0.9), "RElbow": (200, 240, 0.9), "RShoulder": (200, 150, 0.9)})
+    image = np.zeros((400, 400, 3), np.uint8)
+    multi = HandFaceExtractor(hand=ScriptedBackend(peaks), hand_scale_number=3, hand_scale_range=0.4)
+    right = multi.extract(image, [person], COCO)["hand_right"][0]
+    _, box = hand_boxes(person, COCO)
+    assert [b.width for b in boxes] == [float(int(box.width * s + 0.5) // 2 * 2) for s in (0.8, 1.0, 1.2)]
+    # The same crop and scripted maps alone, at the chosen scale, give the same keypoints.
+    single = HandFaceExtractor(hand=ScriptedBackend([peaks[chosen]]))
+    expected = single._run(single.hand, image, boxes[chosen], HAND.part_count, False)
+    np.testing.assert_array_equal(right, expected)
+
+
+def test_run_refuses_a_bad_hand_scale_number_before_loading_models(tmp_path, capsys):
+    from posebridge.tools.cli import main
+
+    code = main(["run", str(tmp_path / "missing.caffemodel"), str(tmp_path / "x.png"), "--prototxt", "zoo:coco",
+                 "--hand", str(tmp_path / "hand.caffemodel"), "--hand-scale-number", "0"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "hand scale number must be at least 1" in err and "Traceback" not in err

@@ -10,7 +10,7 @@ from pathlib import Path
 from posebridge.errors import InputMediaError, PosebridgeError
 from posebridge.runtime.backends import BACKENDS, PRECISIONS, open_backend
 from posebridge.runtime.coco_json import CocoJsonWriter
-from posebridge.runtime.hand_face import HandFaceExtractor
+from posebridge.runtime.hand_face import HAND_SCALE_NUMBER, HAND_SCALE_RANGE, HandFaceExtractor, hand_scales
 from posebridge.runtime.frame_guard import runnable_frames
 from posebridge.runtime.media import iter_media
 from posebridge.runtime.openpose_json import write_openpose_json
@@ -53,6 +53,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hand", metavar="HAND_MODEL",
                         help="also find hand keypoints with this hand model (.caffemodel/.safetensors/.onnx)")
     parser.add_argument("--hand-prototxt", default="zoo:hand", help="the hand net (default zoo:hand)")
+    parser.add_argument("--hand-scale-number", "--hand_scale_number", dest="hand_scale_number", type=int,
+                        default=HAND_SCALE_NUMBER, help="hand box scales (OpenPose's multi-scale hand; default 1)")
+    parser.add_argument("--hand-scale-range", "--hand_scale_range", dest="hand_scale_range", type=float,
+                        default=HAND_SCALE_RANGE, help="range of the hand box scales around 1 (default 0.4)")
     parser.add_argument("--face", metavar="FACE_MODEL",
                         help="also find face keypoints with this face model (.caffemodel/.safetensors/.onnx)")
     parser.add_argument("--face-prototxt", default="zoo:face", help="the face net (default zoo:face)")
@@ -81,8 +85,11 @@ class _Progress:
 def run(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise PosebridgeError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.hand:
+        hand_scales(args.hand_scale_number, args.hand_scale_range)  # refuse bad values before any model loads
     backend = open_backend(args.model, prototxt=args.prototxt, backend=args.backend, precision=args.precision,
-                           winograd=not args.direct_convolutions, log=lambda line: print(f"posebridge run: {line}", file=sys.stderr))
+                           winograd=not args.direct_convolutions,
+                           log=lambda line: print(f"posebridge run: {line}", file=sys.stderr))
     estimator = PoseEstimator(backend, net_resolution=args.net_resolution, scale_number=args.scale_number,
                               scale_gap=args.scale_gap, variant=args.variant,
                               skeleton=get_skeleton(args.skeleton) if args.skeleton else None)
@@ -90,7 +97,8 @@ def run(args: argparse.Namespace) -> int:
     if args.hand or args.face:
         extractor = HandFaceExtractor(
             hand=open_backend(args.hand, prototxt=args.hand_prototxt) if args.hand else None,
-            face=open_backend(args.face, prototxt=args.face_prototxt) if args.face else None)
+            face=open_backend(args.face, prototxt=args.face_prototxt) if args.face else None,
+            hand_scale_number=args.hand_scale_number, hand_scale_range=args.hand_scale_range)
     failures: list[str] = []
     progress = _Progress()
     coco = CocoJsonWriter(args.write_coco, estimator.skeleton) if args.write_coco else None

@@ -196,3 +196,31 @@ def test_run_refuses_a_bad_hand_scale_number_before_loading_models(tmp_path, cap
     assert code == 2
     err = capsys.readouterr().err
     assert "hand scale number must be at least 1" in err and "Traceback" not in err
+
+
+def test_multi_scale_hand_runs_the_real_hand_net_once_per_scale():
+    from posebridge import zoo
+    from posebridge.converter.model_family import ModelFamily
+    from posebridge.converter.network import CaffeNet
+    from posebridge.prototxt.synth import synthesize
+    from posebridge.runtime.backends import TorchBackend
+
+    graph = zoo.graph("zoo:hand")
+    net = CaffeNet(graph, synthesize(graph, seed=2, init="he"))
+
+    @dataclass
+    class Counting:
+        inner: TorchBackend
+        shapes: list = field(default_factory=list)
+
+        def infer(self, batch):
+            self.shapes.append(batch.shape)
+            return self.inner.infer(batch)
+
+    backend = Counting(TorchBackend(net, ModelFamily("hand", "test", None, None, 0, None, None)))
+    person = _person(COCO, {"LWrist": (150, 200, 0.9), "LElbow": (150, 160, 0.9), "LShoulder": (150, 100, 0.9)})
+    image = np.random.default_rng(3).integers(0, 256, (300, 260, 3), dtype=np.uint8)
+    extractor = HandFaceExtractor(hand=backend, side=184, hand_scale_number=3, hand_scale_range=0.4)
+    left = extractor.extract(image, [person], COCO)["hand_left"][0]
+    assert backend.shapes == [(1, 3, 184, 184)] * 3  # one forward per scale; no right hand box
+    assert left.shape == (HAND.part_count, 3) and np.isfinite(left).all() and left[:, 2].max() > 0

@@ -16,11 +16,12 @@
 
 ``precision="fp32"`` computes what the converted net computes up to float32 rounding: relative
 error about 1e-6 for the direct convolutions, about 1e-5 with Winograd layers (the converted
-net's own error against float64 is about 1e-6; OpenCV dnn's against it about 4e-6). ``precision="bf16"`` stores weights and
-activations in bfloat16 (oneDNN accumulates in float32) and returns float32 maps; it is
-opt-in and its error is measured by ``posebridge bench``. Layers without a bf16-safe form run in
-float32 inside a bf16 net. A build-time self-check runs both nets on a small input and raises
-:class:`~posebridge.errors.ParityError` when the tuned one disagrees beyond its tolerance.
+net's own error against float64 is about 1e-6; OpenCV dnn's against it about 4e-6).
+``precision="bf16"`` stores weights and activations in bfloat16 (oneDNN accumulates in float32)
+and returns float32 maps; it is opt-in and its error is measured by ``posebridge bench``.
+Layers without a bf16-safe form run in float32 inside a bf16 net. A build-time self-check runs
+both nets on a small input and raises :class:`~posebridge.errors.ParityError` when the tuned one
+disagrees beyond its tolerance.
 """
 
 from __future__ import annotations
@@ -117,8 +118,8 @@ class PackedConv(nn.Module):
 class ShapeSwitchedConv(nn.Module):
     """A 3x3 convolution run by Winograd's F(6x6, 3x3) or directly, chosen per call from the input's shape.
 
-    :func:`posebridge.runtime.winograd.worth_it` picks: Winograd for many input channels on small
-    maps, the direct (oneDNN) convolution elsewhere. Both compute the same convolution; they
+    :func:`posebridge.runtime.winograd.worth_it` picks: Winograd for enough channels on maps of
+    bounded size, the direct (oneDNN) convolution elsewhere. Both compute the same convolution; they
     differ by float32 rounding (about 1e-5 of the largest output for Winograd, see
     :mod:`posebridge.runtime.winograd`).
     """

@@ -113,6 +113,7 @@ class CaffePooling(nn.Module):
         self.method = method
         self.height = height
         self.width = width
+        self._plain_max = self._plain_max_rule()
 
     def extra_repr(self) -> str:
         h, w = self.height, self.width
@@ -120,7 +121,11 @@ class CaffePooling(nn.Module):
                 f"pad=({h.pad}, {w.pad}), right_pad=({h.right}, {w.right})")
 
     def plain_max_form(self) -> tuple[bool] | None:
-        """``(ceil_mode,)`` when this MAX pooling equals ``F.max_pool2d`` without padding, else None.
+        """``(ceil_mode,)`` when this MAX pooling equals ``F.max_pool2d`` without padding, else None."""
+        return self._plain_max
+
+    def _plain_max_rule(self) -> tuple[bool] | None:
+        """See :meth:`plain_max_form` (computed once: the geometry is fixed).
 
         That holds when there is no left pad, every stride is at most its kernel and the right
         pad only rounds up (``stride - 1``, Caffe's ceil) or is absent, alike on both axes: then

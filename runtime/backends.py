@@ -1,4 +1,4 @@
-"""The network behind one interface: torch, onnxruntime or OpenCV dnn.
+"""The network behind one interface: torch, ncnn, onnxruntime or OpenCV dnn.
 
 Every backend maps a float32 NCHW batch (BGR, ``v/256 - 0.5``) to the net's output maps
 (N, C, H/8, W/8) as float32 numpy, and knows which model family it runs (from the graph's
@@ -7,7 +7,9 @@ without being told.
 
 Precision: ``fp32`` (default) computes what the Caffe net computes; the torch backend runs it
 through :mod:`posebridge.runtime.tuned_torch` (prepacked oneDNN convolutions with fused ReLU,
-channels-last), checked against the converted net when opened. ``bf16`` (torch) and ``int8``
+channels-last) or through ncnn's native Winograd kernels (:mod:`posebridge.converter.ncnn_export`;
+the default for nets made of 3x3 convolutions, see :mod:`posebridge.runtime.default_engine`),
+both checked against the converted net when opened. ``bf16`` (torch) and ``int8``
 (onnxruntime, :mod:`posebridge.runtime.int8_cache`) are opt-in: they change the maps by a
 measured amount (``posebridge bench`` reports it, and its effect on keypoints).
 
@@ -30,7 +32,7 @@ from posebridge.prototxt.loader import load_graph, prototxt_file
 from posebridge.prototxt.structure import detect_structure
 from posebridge.runtime.heap import keep_freed_memory
 
-BACKENDS = ("torch", "onnxruntime", "opencv")
+BACKENDS = ("torch", "ncnn", "onnxruntime", "opencv")
 PRECISIONS = ("fp32", "bf16", "int8")
 #: The backend each reduced precision runs on.
 PRECISION_BACKEND = {"bf16": "torch", "int8": "onnxruntime"}
@@ -90,6 +92,42 @@ class TorchBackend:
         if isinstance(out, tuple):
             out = out[0]
         return out.numpy()
+
+
+#: Self-check of an opened ncnn net against the converted one: (height, width), odd on purpose.
+NCNN_CHECK_SIZE = (37, 45)
+
+
+@dataclass
+class NcnnBackend:
+    """A converted :class:`~posebridge.converter.CaffeNet` run by ncnn in float32.
+
+    The net is written to ncnn's format in memory (:func:`posebridge.converter.ncnn_export.ncnn_model`)
+    and checked against the converted net on one small input when opened (ParityError beyond
+    :data:`posebridge.converter.ncnn_export.TOLERANCE`). Batches run one image at a time.
+    """
+
+    model: object
+    family: ModelFamily
+    name: str = "ncnn"
+    threads: int | None = None
+    precision: str = "fp32"
+    check: bool = True
+    _net: object = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        from posebridge.converter.ncnn_export import NcnnNet, check_against_torch, ncnn_model
+        from posebridge.errors import ParityError
+
+        keep_freed_memory()
+        if self.precision != "fp32":
+            raise PosebridgeError(f"the ncnn backend runs fp32, not '{self.precision}'")
+        self._net = NcnnNet(ncnn_model(self.model), self.threads)
+        if self.check:
+            check_against_torch(self.model, self._net, (NCNN_CHECK_SIZE,), batch=1, error_type=ParityError)
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        return self._net.run(batch)
 
 
 @dataclass
@@ -181,11 +219,12 @@ def open_backend(model: str | os.PathLike, *, prototxt: str | os.PathLike | None
                  backend: str | None = None, precision: str = "fp32", winograd: bool = True, log=None) -> Backend:
     """Open MODEL (.caffemodel, .safetensors or .onnx; ``prototxt`` for the first two).
 
-    The default backend follows the file: onnxruntime for .onnx, torch otherwise (tuned, see
-    :mod:`posebridge.runtime.tuned_torch`). ``precision`` bf16 runs on torch (from Caffe or
+    The default backend follows the file: onnxruntime for .onnx; otherwise ncnn for nets made of
+    3x3 convolutions (BODY_25) and torch for the others (tuned, see :mod:`posebridge.runtime.tuned_torch`;
+    the rule and its measurements: :mod:`posebridge.runtime.default_engine`). ``precision`` bf16 runs on torch (from Caffe or
     safetensors weights); int8 runs on onnxruntime, from an int8 model made once and cached
     (:func:`posebridge.runtime.int8_cache.int8_model`; ``log`` hears about it). ``winograd=False``
-    keeps the torch backend's 3x3 convolutions in the direct form (:mod:`posebridge.runtime.winograd`).
+    runs torch with its 3x3 convolutions in the direct form (:mod:`posebridge.runtime.winograd`).
     """
     path = os.fspath(model)
     suffix = Path(path).suffix.lower()
@@ -211,19 +250,19 @@ def open_backend(model: str | os.PathLike, *, prototxt: str | os.PathLike | None
     if prototxt is None:
         raise PosebridgeError("a .caffemodel or .safetensors model needs --prototxt (a file or zoo:NAME)", file=path)
     graph = load_graph(prototxt)
-    chosen = needed or backend or "torch"
+    chosen = needed or backend
     if precision == "int8":
         from posebridge.runtime.int8_cache import int8_model
 
         family = _family_of_graph(graph, path if suffix != ".safetensors" else None)
         return OnnxBackend(os.fspath(int8_model(path, prototxt, log=log)), family, precision="int8")
     if suffix == ".safetensors":
-        if chosen != "torch":
-            raise PosebridgeError(f"a safetensors model runs on the torch backend, not '{chosen}'", file=path)
+        if chosen not in (None, "torch", "ncnn"):
+            raise PosebridgeError(f"a safetensors model runs on the torch or ncnn backend, not '{chosen}'", file=path)
         from posebridge.converter.weights_io import load_safetensors
 
-        return TorchBackend(load_safetensors(graph, path), _family_of_graph(graph, None), precision=precision,
-                            winograd=winograd)
+        return _converted_backend(load_safetensors(graph, path), _family_of_graph(graph, None), chosen, precision,
+                                  winograd)
     family = _family_of_graph(graph, path)
     if chosen == "opencv":
         return OpenCVBackend(os.fspath(prototxt_file(prototxt)), path, family)
@@ -232,4 +271,25 @@ def open_backend(model: str | os.PathLike, *, prototxt: str | os.PathLike | None
     from posebridge.converter.api import convert
     from posebridge.prototxt.loader import load_weights
 
-    return TorchBackend(convert(graph, load_weights(graph, path)), family, precision=precision, winograd=winograd)
+    return _converted_backend(convert(graph, load_weights(graph, path)), family, chosen, precision, winograd)
+
+
+def _converted_backend(net, family: ModelFamily, chosen: str | None, precision: str, winograd: bool) -> Backend:
+    """ncnn or torch for a converted net: the one asked for, else the default engine's choice
+    (:func:`posebridge.runtime.default_engine.default_fp32_backend`; fp32 with Winograd allowed)."""
+    from posebridge.errors import UnsupportedLayerError
+
+    if chosen == "ncnn":
+        if not winograd:
+            raise PosebridgeError("direct convolutions (winograd=False) are a torch backend option; ncnn always "
+                                  "runs its Winograd kernels")
+        return NcnnBackend(net, family)
+    if chosen is None and precision == "fp32" and winograd:
+        from posebridge.runtime.default_engine import default_fp32_backend
+
+        if default_fp32_backend(net) == "ncnn":
+            try:
+                return NcnnBackend(net, family)
+            except UnsupportedLayerError:
+                pass  # a layer ncnn cannot run with Caffe's semantics: torch runs everything
+    return TorchBackend(net, family, precision=precision, winograd=winograd)

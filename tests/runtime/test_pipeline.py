@@ -137,10 +137,11 @@ def coco_onnx(coco_files, tmp_path_factory):
 
 
 def test_every_backend_gives_the_same_people(coco_files, coco_onnx, tmp_path):
-    """torch, OpenCV dnn and onnxruntime: the same maps within float tolerance, the same people,
-    and valid OpenPose JSON that agrees number by number."""
+    """torch, ncnn, OpenCV dnn and onnxruntime: the same maps within float tolerance, the same
+    people, and valid OpenPose JSON that agrees number by number."""
     image = _photo()
     backends = {"torch": open_backend(coco_files, prototxt="zoo:coco", backend="torch"),
+                "ncnn": open_backend(coco_files, prototxt="zoo:coco", backend="ncnn"),
                 "opencv": open_backend(coco_files, prototxt="zoo:coco", backend="opencv"),
                 "onnxruntime": open_backend(coco_onnx)}
     results = {}

@@ -32,8 +32,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     onnx_group.add_argument("--fp16", action="store_true",
                             help="fp16 weights and compute (fp32 input/output); prints its error against fp32")
     onnx_group.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (>= {DEFAULT_OPSET})")
+    ncnn_group = parser.add_argument_group("ncnn export")
+    ncnn_group.add_argument("--ncnn", metavar="model.param",
+                            help="also export for ncnn: model.param (graph) and model.bin (float32 weights), "
+                                 "checked against PyTorch first (Convolution, ReLU, PReLU, MAX pooling, Concat)")
     onnx_group.add_argument("--check-sizes", type=_sizes, default=CHECK_SIZES, metavar="HxW[,HxW...]",
-                            help="input sizes the export is checked at, batch 2 (default: "
+                            help="input sizes the ONNX and ncnn exports are checked at, batch 2 (default: "
                                  + ",".join(f"{h}x{w}" for h, w in CHECK_SIZES) + ")")
 
 
@@ -51,6 +55,9 @@ def _sizes(text: str) -> tuple[tuple[int, int], ...]:
 def run(args: argparse.Namespace) -> int:
     if (args.split_outputs or args.fp16) and not args.onnx:
         raise PosebridgeError("--split-outputs and --fp16 apply to the ONNX export: give --onnx model.onnx")
+    if args.ncnn and not args.ncnn.endswith(".param"):
+        raise PosebridgeError(f"--ncnn names the graph file, which ends in .param (the weights go beside it in "
+                              f".bin): got '{args.ncnn}'")
     graph = load_graph(args.prototxt)
     graph.check_supported()
     weights = load_weights(graph, args.caffemodel)
@@ -71,4 +78,10 @@ def run(args: argparse.Namespace) -> int:
         report = export_onnx(model, args.onnx, opset=args.opset, split_outputs=args.split_outputs, fp16=args.fp16,
                              sizes=args.check_sizes, prototxt=args.prototxt, caffemodel=args.caffemodel)
         print(report.summary())
+    if args.ncnn:
+        from posebridge.converter.ncnn_export import export_ncnn
+
+        error = export_ncnn(model, args.ncnn, check_sizes=args.check_sizes)
+        print(f"wrote {args.ncnn} and {args.ncnn[:-len('.param')]}.bin (ncnn; max relative error against "
+              f"PyTorch {error:.1e} at {', '.join(f'{h}x{w}' for h, w in args.check_sizes)}, batch 2)")
     return 0

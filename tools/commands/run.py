@@ -28,13 +28,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="weights: .caffemodel or .safetensors (with --prototxt), or .onnx")
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="images, folders of images, or videos")
     parser.add_argument("--prototxt", help="the net (a file or zoo:NAME) for .caffemodel/.safetensors models")
-    parser.add_argument("--backend", choices=BACKENDS, help="default: onnxruntime for .onnx, else torch")
+    parser.add_argument("--backend", choices=BACKENDS, help="default: onnxruntime for .onnx; else ncnn for nets of 3x3 convolutions (BODY_25), "
+                             "torch for the others")
     parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
                         help="fp32 (default: the Caffe net's numbers); opt-in, faster, slightly different maps: "
                              "bf16 (torch) or int8 (onnxruntime; the int8 model is made once and cached); "
                              "see the README's Performance section for their measured error")
     parser.add_argument("--direct-convolutions", action="store_true",
-                        help="torch backend: compute 3x3 convolutions directly instead of by Winograd's "
+                        help="run on torch and compute 3x3 convolutions directly instead of by Winograd's "
                              "F(6x6,3x3) (slower; float32 rounding closer to Caffe's, ~1e-6 instead of ~1e-5)")
     parser.add_argument("--net-resolution", "--net_resolution", dest="net_resolution", default="-1x368", help="WxH, -1 = from the aspect ratio (default -1x368)")
     parser.add_argument("--scale-number", type=int, default=1, help="number of scales (default 1)")

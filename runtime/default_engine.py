@@ -1,0 +1,78 @@
+"""Which float32 engine runs a converted net by default: ncnn or the tuned torch module.
+
+Both compute the Caffe net within float32 rounding (Winograd convolutions: relative error
+about 1e-5). Their speed depends on the net's convolutions: ncnn's native Winograd kernels win
+on nets made of 3x3 convolutions, oneDNN's direct convolutions (torch) on nets with large
+kernels. Measured on this project's bench machine (2 cores, 1x3x368x656 for body nets,
+368x368 for hand/face; synthetic weights), with the share of multiply-adds in 3x3 stride-1
+convolutions:
+
+==============  =======  ============  ============
+net             share    ncnn (ms)     torch (ms)
+==============  =======  ============  ============
+BODY_25         0.973    581           1006
+COCO            0.314    2029          1858
+MPI             0.318    1927          1804
+MPI 4 stages    0.437    1328          1269
+hand            0.571    699           682
+face            0.553    730           694
+==============  =======  ============  ============
+
+So ncnn is the default when at least :data:`NCNN_MIN_SHARE` of the multiply-adds are in 3x3
+stride-1 convolutions and the ``ncnn`` package imports; torch otherwise, and also when a layer
+has no ncnn writer (:mod:`posebridge.converter.ncnn_export`).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+import torch
+from torch import nn
+
+from posebridge.converter.network import CaffeNet
+
+NCNN_MIN_SHARE = 0.9
+#: Input (height, width) at which the shares are counted (ratios barely depend on it).
+SHARE_SIZE = (96, 96)
+
+
+def winograd_share(net: CaffeNet, size: tuple[int, int] = SHARE_SIZE) -> float:
+    """The fraction of the net's convolution multiply-adds that are in 3x3 stride-1, group-1 convolutions.
+
+    Counted with forward hooks on one zero input of ``size`` (batch 1); 0.0 for a net without convolutions.
+    """
+    counts = {"3x3": 0, "other": 0}
+
+    def count(module: nn.Conv2d, _inputs, output: torch.Tensor) -> None:
+        kh, kw = module.kernel_size
+        macs = output.numel() * (module.in_channels // module.groups) * kh * kw
+        plain = (kh, kw) == (3, 3) and tuple(module.stride) == (1, 1) and module.groups == 1
+        counts["3x3" if plain else "other"] += macs
+
+    convs = [m for m in net.modules() if isinstance(m, nn.Conv2d)]
+    if not convs:
+        return 0.0
+    channels = convs[0].in_channels
+    hooks = [m.register_forward_hook(count) for m in convs]
+    try:
+        with torch.inference_mode():
+            net(torch.zeros(1, channels, *size))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    total = counts["3x3"] + counts["other"]
+    return counts["3x3"] / total if total else 0.0
+
+
+def ncnn_available() -> bool:
+    """Whether the ``ncnn`` package can be imported."""
+    return importlib.util.find_spec("ncnn") is not None
+
+
+def default_fp32_backend(net: CaffeNet) -> str:
+    """"ncnn" or "torch": the faster float32 engine for ``net`` by the rule above (the caller falls
+    back to torch when a layer turns out to have no ncnn writer)."""
+    if len(net.input_names) != 1 or not ncnn_available():
+        return "torch"
+    return "ncnn" if winograd_share(net) >= NCNN_MIN_SHARE else "torch"

@@ -62,18 +62,22 @@ def test_round_robin_warms_up_then_times_each_function_in_turns():
     assert set(summaries["a"].as_dict()) == {"median_s", "min_s", "max_s", "runs_s"}
 
 
+DEFAULTS = {"coco": "torch", "body_25": "ncnn"}
+
+
 def _forward_rows():
     rows = []
     for net in ("coco", "body_25"):
         for size, scale in (((92, 164), 0.25), ((184, 328), 1.0)):
-            medians = {"opencv": 4.0, "torch-eager": 2.5, "torch": 2.0, "onnxruntime": 2.1, "torch-bf16": 1.2,
-                       "onnxruntime-int8": 0.8}
+            medians = {"opencv": 4.0, "torch-eager": 2.5, "torch": 2.0, "ncnn": 2.2 if net == "coco" else 1.6,
+                       "onnxruntime": 2.1, "torch-bf16": 1.2, "onnxruntime-int8": 0.8}
             fastest = min(medians.values()) * scale
             for name, seconds in medians.items():
                 median = seconds * scale
                 rows.append({"net": net, "size": list(size), "input": f"1x3x{size[0]}x{size[1]}", "backend": name,
                              "label": forward.BACKENDS[name].label, "precision": forward.BACKENDS[name].precision,
-                             "role": forward.BACKENDS[name].role, "median_s": median, "min_s": median * 0.9,
+                             "role": "default" if name == DEFAULTS[net] else forward.BACKENDS[name].role,
+                             "median_s": median, "min_s": median * 0.9,
                              "max_s": median * 1.1, "runs_s": [median], "ratio_to_fastest": median / fastest,
                              "speedup_vs_opencv": 4.0 / seconds, "max_rel_error": 1e-6, "cosine": 1.0,
                              "output_shape": [1, 57, 23, 41]})
@@ -89,7 +93,7 @@ def _results():
                     "libraries": {"python": "3", "numpy": "2", "torch": "2", "torch_cpu_capability": "AVX512",
                                   "onnxruntime": "1", "opencv": "4", "onnx": "1", "posebridge": "0.1",
                                   "posebridge_commit": "abc"}},
-        "forward": _forward_rows(),
+        "forward": _forward_rows(), "defaults": dict(DEFAULTS),
         "accuracy": {"photos": [{"net": "coco", "backend": "torch-bf16", "keypoints_same": 9, "keypoints_reference": 10,
                                  "same_fraction": 0.9, "people_reference": 3, "people_candidate": 3}],
                      "scenes": [{"net": "coco", "backend": "torch-bf16", "people": 5, "keypoints_same": 90,
@@ -109,7 +113,12 @@ def test_targets_follow_the_largest_size_and_the_thresholds():
     results = _results()
     targets = {t["target"]: t for t in results["targets"]}
     fp32 = targets["coco default fp32 forward at 184x328 >= 1.8x OpenCV dnn"]
-    assert fp32["met"] and fp32["measured"] == "2.00x"
+    assert fp32["met"] and fp32["measured"] == "2.00x (torch)"
+    body = targets["body_25 default fp32 forward at 184x328 >= 1.8x OpenCV dnn"]
+    assert body["met"] and body["measured"] == "2.50x (ncnn)"  # each net's own default engine
+    results["defaults"] = {}  # results written before the record: torch was the default
+    assert {t["target"]: t for t in report.targets(results)}[
+        "body_25 default fp32 forward at 184x328 >= 1.8x OpenCV dnn"]["measured"] == "2.00x (torch)"
     reduced = targets["coco reduced precision at 184x328 >= 3.0x OpenCV dnn"]
     assert reduced["met"] and reduced["measured"].startswith("5.00x (onnxruntime-int8")
     post = next(t for t in results["targets"] if "post-processing" in t["target"])
@@ -130,6 +139,8 @@ def test_markdown_tables_have_one_row_per_measurement_and_ratios_to_the_fastest(
     assert all(len(row) == 8 for row in cells)
     fastest = [row for row in cells if row[1].strip() == "onnxruntime-int8"]
     assert all(row[5].strip() == "1.00" for row in fastest)
+    defaults = [row[1].strip() for row in cells if row[1].strip().endswith("(default)")]
+    assert defaults == ["torch (default)"] * 2 + ["ncnn (default)"] * 2
     opencv = [row for row in cells if row[1].strip() == "opencv"]
     assert all(row[5].strip() == "5.00" and row[6].strip() == "1.00" for row in opencv)
     for line in text.splitlines():  # every table row has as many cells as its header
@@ -162,10 +173,11 @@ def test_forward_rows_on_a_small_net(tmp_path):
     prototxt, caffemodel = write_small_net(tmp_path)
     files = models.NetFiles("small", prototxt, caffemodel)
     models.prepare_onnx(files, tmp_path, small_net(tmp_path), quick=True)
-    names = ("opencv", "torch-eager", "torch", "torch-bf16", "onnxruntime", "onnxruntime-int8")
+    names = ("opencv", "torch-eager", "torch", "ncnn", "torch-bf16", "onnxruntime", "onnxruntime-int8")
     backends, setup = forward.build_backends(files, names, threads=1)
     assert set(setup) == set(names)
-    rows, outputs = forward.bench_forward(backends, [(32, 48), (40, 40)], warmup=1, repeats=2)
+    rows, outputs = forward.bench_forward(backends, [(32, 48), (40, 40)], warmup=1, repeats=2, default="ncnn")
+    assert {row["backend"] for row in rows if row["role"] == "default"} == {"ncnn"}
     assert len(rows) == 2 * len(names) and set(outputs) == {(32, 48), (40, 40)}
     for size in ((32, 48), (40, 40)):
         at = [row for row in rows if row["size"] == list(size)]
@@ -181,7 +193,7 @@ def test_forward_rows_on_a_small_net(tmp_path):
 def test_machine_info_names_cpu_cores_and_libraries():
     info = machine_info()
     assert info["usable_cpus"] >= 1 and info["logical_cpus"] >= info["physical_cores"] >= 1
-    assert {"torch", "onnxruntime", "opencv", "numpy", "python"} <= set(info["libraries"])
+    assert {"torch", "onnxruntime", "opencv", "ncnn", "numpy", "python"} <= set(info["libraries"])
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -32,8 +32,8 @@ class BenchConfig:
 
     nets: tuple[str, ...] = ("coco", "body_25")
     sizes: tuple[tuple[int, int], ...] = ((184, 328), (276, 492), (368, 656))
-    backends: tuple[str, ...] = ("opencv", "torch-eager", "onnxruntime", "torch-direct", "torch", "torch-bf16",
-                                 "onnxruntime-int8")
+    backends: tuple[str, ...] = ("opencv", "torch-eager", "onnxruntime", "torch-direct", "torch", "ncnn",
+                                 "torch-bf16", "onnxruntime-int8")
     warmup: int = 1
     repeats: int = 5
     threads: int = 0  # 0: every usable CPU
@@ -46,7 +46,7 @@ class BenchConfig:
     accuracy_photos: int = 3
     accuracy_photo_size: tuple[int, int] | None = None  # (w, h) to resize the photos to
     accuracy_resolution: str = "-1x368"
-    e2e_backends: tuple[str, ...] = ("opencv", "onnxruntime", "torch", "torch-bf16", "onnxruntime-int8")
+    e2e_backends: tuple[str, ...] = ("opencv", "onnxruntime", "torch", "ncnn", "torch-bf16", "onnxruntime-int8")
     e2e_images: int = 4
     e2e_video_frames: int = 8
     e2e_frame_size: tuple[int, int] = (656, 368)  # (w, h)
@@ -132,13 +132,17 @@ def _bench_net(net: str, config: BenchConfig, folder: Path, results: dict, log: 
         log(f"{net}: loading")
         results["loading"] = loading.bench_loading(files, config.loading_runs, log)
     wanted = list(dict.fromkeys([*config.backends, *(config.e2e_backends if "end_to_end" in config.sections else ())]))
+    default = forward.default_backend(model)
+    results.setdefault("defaults", {})[net] = default
+    log(f"{net}: default fp32 engine {default}")
     backends, setup = forward.build_backends(files, wanted, threads, model)
     results["setup"][net] = {"files_s": files.setup_s, "backends_s": setup, "int8_export_error": files.int8_error}
     outputs = {}
     if "forward" in config.sections:
         log(f"{net}: forward")
         timed = {name: backends[name] for name in config.backends}
-        rows, outputs = forward.bench_forward(timed, config.sizes, warmup=config.warmup, repeats=config.repeats, log=log)
+        rows, outputs = forward.bench_forward(timed, config.sizes, warmup=config.warmup, repeats=config.repeats,
+                                              default=default, log=log)
         results["forward"].extend({"net": net, **row} for row in rows)
     if "accuracy" in config.sections:
         log(f"{net}: reduced precision vs fp32 on photos and scenes")
@@ -162,7 +166,7 @@ def _bench_net(net: str, config: BenchConfig, folder: Path, results: dict, log: 
         chosen = {name: backends[name] for name in config.e2e_backends}
         rows = end_to_end.bench_end_to_end(chosen, e2e_media[0], e2e_media[1], net_resolution=config.e2e_resolution,
                                            video_batch=config.e2e_video_batch, cores=threads,
-                                           sequential_for=(forward.DEFAULT_BACKEND,), log=log)
+                                           sequential_for=(default,), log=log)
         results["end_to_end"].extend({"net": net, **row} for row in rows)
 
 

@@ -29,7 +29,7 @@ class BackendInfo:
 
     label: str
     precision: str
-    role: str  # "peer", "default" (posebridge's default path) or "opt-in"
+    role: str  # "peer", "engine" (a posebridge fp32 engine; the net's default is marked per net) or "opt-in"
 
 
 BACKENDS: dict[str, BackendInfo] = {
@@ -37,11 +37,20 @@ BACKENDS: dict[str, BackendInfo] = {
     "torch-eager": BackendInfo("PyTorch eager (converted module)", "fp32", "peer"),
     "onnxruntime": BackendInfo("onnxruntime (all graph optimisations)", "fp32", "peer"),
     "torch-direct": BackendInfo("posebridge torch, tuned, direct 3x3 convolutions (no Winograd)", "fp32", "opt-in"),
-    "torch": BackendInfo("posebridge torch, tuned (default)", "fp32", "default"),
+    "torch": BackendInfo("posebridge torch, tuned", "fp32", "engine"),
+    "ncnn": BackendInfo("posebridge ncnn (native Winograd kernels)", "fp32", "engine"),
     "torch-bf16": BackendInfo("posebridge torch bf16 (--precision bf16)", "bf16", "opt-in"),
     "onnxruntime-int8": BackendInfo("onnxruntime int8 (--precision int8)", "int8", "opt-in"),
 }
+#: The default fp32 engine when a net's own is unknown (results written before ncnn existed).
 DEFAULT_BACKEND = "torch"
+
+
+def default_backend(model) -> str:
+    """The bench name of posebridge's default fp32 path for a converted net (runtime.default_engine's rule)."""
+    from posebridge.runtime.default_engine import default_fp32_backend
+
+    return default_fp32_backend(model)
 REDUCED = tuple(name for name, info in BACKENDS.items() if info.precision != "fp32")
 
 
@@ -58,7 +67,7 @@ def build_backends(files: NetFiles, names: Sequence[str], threads: int, model=No
     """{name: runtime backend} and {name: seconds to make it ready}."""
     from posebridge.converter.api import convert
     from posebridge.converter.model_family import recognise
-    from posebridge.runtime.backends import OnnxBackend, OpenCVBackend, TorchBackend
+    from posebridge.runtime.backends import NcnnBackend, OnnxBackend, OpenCVBackend, TorchBackend
 
     unknown = [name for name in names if name not in BACKENDS]
     if unknown:
@@ -72,6 +81,7 @@ def build_backends(files: NetFiles, names: Sequence[str], threads: int, model=No
         "torch-eager": lambda: TorchBackend(model, family, tuned=False),
         "torch-direct": lambda: TorchBackend(model, family, winograd=False),
         "torch": lambda: TorchBackend(model, family),
+        "ncnn": lambda: NcnnBackend(model, family, threads=threads),
         "torch-bf16": lambda: TorchBackend(model, family, precision="bf16"),
         "onnxruntime": lambda: OnnxBackend(str(files.onnx), family, threads=threads),
         "onnxruntime-int8": lambda: OnnxBackend(str(files.int8), family, threads=threads, precision="int8"),
@@ -98,8 +108,10 @@ def errors_against(reference: np.ndarray, output: np.ndarray) -> dict[str, float
 
 
 def bench_forward(backends: dict, sizes: Sequence[tuple[int, int]], *, warmup: int, repeats: int,
+                  default: str = DEFAULT_BACKEND,
                   log: Callable[[str], None] = lambda line: None) -> tuple[list[dict], dict]:
-    """Rows (one per size and backend) and the outputs {(h, w): {backend: maps}} of the timed input."""
+    """Rows (one per size and backend; ``default``'s role is "default") and the outputs
+    {(h, w): {backend: maps}} of the timed input."""
     rows, outputs = [], {}
     for size in sizes:
         batch = seeded_input(size)
@@ -115,7 +127,7 @@ def bench_forward(backends: dict, sizes: Sequence[tuple[int, int]], *, warmup: i
         for name, summary in timings.items():
             row = {"size": list(size), "input": f"1x3x{size[0]}x{size[1]}", "backend": name,
                    "label": BACKENDS[name].label, "precision": BACKENDS[name].precision,
-                   "role": BACKENDS[name].role, **summary.as_dict(),
+                   "role": "default" if name == default else BACKENDS[name].role, **summary.as_dict(),
                    "ratio_to_fastest": summary.median / fastest,
                    "speedup_vs_opencv": (opencv / summary.median) if opencv else None,
                    "output_shape": list(results[name].shape), **errors_against(reference, results[name])}

@@ -58,6 +58,7 @@ def _git_commit() -> str | None:
 def library_versions() -> dict[str, str]:
     """Versions of the libraries the benchmark measures (and PyTorch's CPU build facts)."""
     import cv2
+    import ncnn
     import numpy
     import onnx
     import onnxruntime
@@ -68,7 +69,7 @@ def library_versions() -> dict[str, str]:
     return {
         "python": platform.python_version(), "numpy": numpy.__version__, "torch": torch.__version__,
         "onnxruntime": onnxruntime.__version__, "onnx": onnx.__version__, "opencv": cv2.__version__,
-        "posebridge": posebridge.__version__, "posebridge_commit": _git_commit() or "unknown",
+        "ncnn": ncnn.__version__, "posebridge": posebridge.__version__, "posebridge_commit": _git_commit() or "unknown",
         "torch_cpu_capability": str(torch.backends.cpu.get_cpu_capability()),
         "torch_mkldnn": str(torch.backends.mkldnn.is_available()),
     }

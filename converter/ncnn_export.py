@@ -38,7 +38,6 @@ import struct
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -288,14 +287,16 @@ class NcnnNet:
         option.openmp_blocktime = 0  # no spinning between layers: other threads (assembly, decode) get the cores
         if self.threads:
             option.num_threads = self.threads
-        # Loaded from files: ncnn then owns copies of the weights (a load from memory may keep
-        # pointers into the Python bytes).
+        # The graph is parsed from memory; the weights load from a file, so that ncnn owns copies
+        # of them (a load from memory may keep pointers into the Python bytes).
+        if net.load_param_mem(self.model.param) != 0:
+            raise ExportError("ncnn refused the written graph")
         with tempfile.TemporaryDirectory(prefix="posebridge-ncnn-") as folder:
-            param, weights = Path(folder, "net.param"), Path(folder, "net.bin")
-            param.write_text(self.model.param, encoding="ascii")
-            weights.write_bytes(self.model.weights)
-            if net.load_param(str(param)) != 0 or net.load_model(str(weights)) != 0:
-                raise ExportError("ncnn refused the written graph or weights")
+            weights = os.path.join(folder, "net.bin")
+            with open(weights, "wb") as stream:
+                stream.write(self.model.weights)
+            if net.load_model(weights) != 0:
+                raise ExportError("ncnn refused the written weights")
         self._net = net
 
     def run(self, batch: np.ndarray) -> np.ndarray:

@@ -22,7 +22,7 @@ Pooling MAX       Pooling with explicit pads ``p`` left and ``r`` right, floor r
 Pooling AVE       Pooling, only when no pad is involved (every window inside the input, so the
                   divisors agree); others are refused
 Concat            Concat on the channel axis (Caffe axis 1)
-Dropout           nothing (identity at test time)
+Dropout, Split    nothing (identities at test time: their readers read the bottom)
 ================  ==============================================================================
 
 A blob read by several layers gets an ncnn ``Split``. Anything else raises
@@ -58,6 +58,8 @@ RELU_ACTIVATION = 1
 #: ncnn Pooling pad_mode "valid": exactly the explicit pads, floor rounding.
 VALID_PADDING = 1
 POOL_TYPES = {"MAX": 0, "AVE": 1}
+#: Caffe layers that pass their bottom through unchanged at test time (written as nothing).
+IDENTITY_LAYERS = ("Dropout", "Split")
 #: (height, width) checked against PyTorch at batch 2; none a multiple of 8.
 CHECK_SIZES: tuple[tuple[int, int], ...] = ((57, 91), (90, 70))
 CHECK_BATCH = 2
@@ -227,15 +229,16 @@ def ncnn_model(net: CaffeNet) -> NcnnModel:
         relu = _fused_relu(net, step, readers)
         if relu is not None:
             fused.add(relu.layer)
-        if step.type == "Dropout":
-            alias[step.tops[0]] = alias.get(step.bottoms[0], step.bottoms[0])
-    counts = {blob: sum(1 for s in users if s.layer not in fused and s.type != "Dropout")
+        if step.type in IDENTITY_LAYERS:
+            for top in step.tops:
+                alias[top] = alias.get(step.bottoms[0], step.bottoms[0])
+    counts = {blob: sum(1 for s in users if s.layer not in fused and s.type not in IDENTITY_LAYERS)
               for blob, users in readers.items()}
-    for blob, source in alias.items():  # readers of a Dropout's output read its input
+    for blob, source in alias.items():  # readers of an identity's output read its input
         counts[source] = counts.get(source, 0) + counts.get(blob, 0)
     out = _Writer({blob: count for blob, count in counts.items()})
     for step in net.steps:
-        if step.layer in fused or step.type == "Dropout":
+        if step.layer in fused or step.type in IDENTITY_LAYERS:
             continue
         if step.type == "Input":
             out.layer("Input", step.layer, [], [step.tops[0]])
@@ -264,7 +267,7 @@ def _input_version(net: CaffeNet) -> str:
     raise UnsupportedLayerError("ncnn export: the net declares no input", file=net.source or None)
 
 
-SUPPORTED_LAYERS: tuple[str, ...] = ("Input", "Dropout", *sorted(_WRITERS))
+SUPPORTED_LAYERS: tuple[str, ...] = tuple(sorted(("Input", *IDENTITY_LAYERS, *_WRITERS)))
 
 
 @dataclass

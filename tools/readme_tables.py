@@ -17,14 +17,17 @@ README = Path(__file__).resolve().parent.parent / "README.md"
 
 
 def supported_layers_table() -> str:
-    """Markdown table of the Caffe layer types the converter supports, by family module."""
+    """Markdown table of the Caffe layer types the converter supports, by family module, and which
+    of them the ncnn export writes."""
+    from posebridge.converter.ncnn_export import SUPPORTED_LAYERS as NCNN_LAYERS
     from posebridge.converter.registry import converter_module_of, supported_types
     from posebridge.prototxt.layer_types import category_of
 
-    rows = ["| Caffe layer type | category | converter module |", "|---|---|---|"]
+    rows = ["| Caffe layer type | category | converter module | ncnn export |", "|---|---|---|---|"]
     for name in supported_types():
         module = converter_module_of(name).rsplit(".", 1)[-1]
-        rows.append(f"| `{name}` | {category_of(name)} | `converter/layers/{module}.py` |")
+        ncnn = "yes" if name in NCNN_LAYERS else "-"
+        rows.append(f"| `{name}` | {category_of(name)} | `converter/layers/{module}.py` | {ncnn} |")
     return "\n".join(rows)
 
 

@@ -29,7 +29,8 @@ ODD_SIZES = ((37, 53), (41, 29))
 
 # Each writer with the Caffe details that matter: pads 0/1/2, stride 2, dilation, no bias, leaky
 # ReLU, PReLU per channel and shared, MAX pooling CEIL with and without pad and FLOOR, AVE
-# without pad, Concat (one bottom twice), Dropout, blobs read by several layers (ncnn Split), a fused ReLU.
+# without pad, Concat (one bottom twice), Dropout, a Caffe Split, blobs read by several layers (ncnn Split),
+# a fused ReLU.
 _EVERY_WRITER = """
 layer { name: "conv1" type: "Convolution" bottom: "data" top: "conv1"
   convolution_param { num_output: 8 kernel_size: 3 pad: 1 } }
@@ -43,7 +44,9 @@ layer { name: "conv_dilated" type: "Convolution" bottom: "pool_ceil_pad" top: "c
   convolution_param { num_output: 8 kernel_size: 3 pad: 2 dilation: 2 } }
 layer { name: "prelu" type: "PReLU" bottom: "conv_dilated" top: "conv_dilated" }
 layer { name: "drop" type: "Dropout" bottom: "conv_wide" top: "drop" }
-layer { name: "concat" type: "Concat" bottom: "conv_dilated" bottom: "drop" bottom: "conv_dilated" top: "concat" }
+layer { name: "split" type: "Split" bottom: "drop" top: "copy_a" top: "copy_b" }
+layer { name: "concat" type: "Concat" bottom: "conv_dilated" bottom: "copy_a" bottom: "conv_dilated" bottom: "copy_b"
+  top: "concat" }
 layer { name: "pool_ceil" type: "Pooling" bottom: "concat" top: "pool_ceil"
   pooling_param { pool: MAX kernel_size: 3 stride: 2 } }
 layer { name: "pool_floor" type: "Pooling" bottom: "pool_ceil" top: "pool_floor"
@@ -74,7 +77,8 @@ def test_every_writer_matches_the_converted_net_at_odd_sizes_and_batch_2():
     model = ncnn_model(net)
     kinds = {line.split()[0] for line in model.param.splitlines()[2:]}
     assert {"Convolution", "ReLU", "PReLU", "Pooling", "Concat", "Split", "Input"} <= kinds
-    assert "Dropout" not in kinds and " relu1 " not in model.param  # ReLU fused into conv1 (activation 9=1)
+    assert "Dropout" not in kinds and " split " not in model.param  # identities are written as nothing
+    assert " relu1 " not in model.param  # fused into conv1 (activation 9=1)
     opened = NcnnNet(model, threads=1)
     for index, (height, width) in enumerate(ODD_SIZES):
         x = np.random.default_rng(index).uniform(-0.5, 0.5, (2, 3, height, width)).astype(np.float32)
@@ -132,7 +136,7 @@ def test_layers_without_caffe_exact_ncnn_form_are_refused_by_name(layers, layer,
 
 
 def test_supported_layers_are_listed_from_the_writers():
-    assert set(SUPPORTED_LAYERS) == {"Input", "Dropout", "Convolution", "ReLU", "PReLU", "Pooling", "Concat"}
+    assert set(SUPPORTED_LAYERS) == {"Input", "Dropout", "Split", "Convolution", "ReLU", "PReLU", "Pooling", "Concat"}
 
 
 def test_export_writes_both_files_and_they_load(tmp_path):

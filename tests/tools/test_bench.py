@@ -156,6 +156,7 @@ def test_plot_draws_one_panel_per_net_and_writes_a_png(tmp_path):
     plot.write_forward_plot(path, _forward_rows())
     assert cv2.imread(str(path)).shape == image.shape
     assert plot.nice_ticks(0, 4.6) == [0, 1, 2, 3, 4, 5]
+    assert len(set(plot.COLOURS)) == len(plot.COLOURS) >= len(forward.BACKENDS)  # one colour per backend
 
 
 def test_media_writes_decodable_images_and_a_video(tmp_path):

@@ -19,7 +19,8 @@ LEGEND_HEIGHT = 24
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 BACKGROUND, AXIS, GRID, TEXT = (255, 255, 255), (60, 60, 60), (225, 225, 225), (30, 30, 30)
 #: BGR colours per backend, in BACKENDS order; others cycle through the list.
-COLOURS = ((40, 40, 200), (150, 100, 30), (30, 140, 240), (40, 160, 40), (180, 60, 150), (120, 120, 120), (0, 180, 200))
+COLOURS = ((40, 40, 200), (150, 100, 30), (30, 140, 240), (40, 160, 40), (180, 60, 150), (120, 120, 120), (0, 180, 200),
+           (20, 20, 20), (200, 190, 40), (60, 90, 140))
 
 
 def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:

@@ -215,7 +215,8 @@ def machine_section(results: dict) -> list[str]:
         f"threads), {machine['memory_gib']} GiB; flags: {', '.join(machine['flags']) or 'none of interest'}.",
         f"Libraries: Python {libraries['python']}, numpy {libraries['numpy']}, torch {libraries['torch']} "
         f"({libraries['torch_cpu_capability']}), onnxruntime {libraries['onnxruntime']}, OpenCV {libraries['opencv']}, "
-        f"onnx {libraries['onnx']}; posebridge {libraries['posebridge']} ({libraries['posebridge_commit']}).",
+        f"onnx {libraries['onnx']}, ncnn {libraries.get('ncnn', '-')}; "
+        f"posebridge {libraries['posebridge']} ({libraries['posebridge_commit']}).",
         f"Load average (1/5/15 min) at start {load.get('start')}, at end {load.get('end')}; "
         f"{results['config']['warmup']} warm-up + {results['config']['repeats']} timed runs per forward, "
         f"{results['config']['threads']} threads per backend; total {results['seconds']:.0f} s.",

@@ -11,7 +11,7 @@ from posebridge.errors import PosebridgeError
 from posebridge.tools.commands._args import size_hw
 
 NAME = "bench"
-HELP = ("benchmark: loading, network forward per backend (OpenCV dnn, PyTorch, onnxruntime, bf16, int8), "
+HELP = ("benchmark: loading, network forward per backend (OpenCV dnn, PyTorch, onnxruntime, ncnn, bf16, int8), "
         "post-processing and end to end; writes bench.json, bench.md and forward.png")
 
 

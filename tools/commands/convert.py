@@ -12,7 +12,8 @@ from posebridge.converter.weights_io import save_safetensors
 from posebridge.prototxt import load_graph, load_weights
 
 NAME = "convert"
-HELP = "convert a Caffe net and its caffemodel to PyTorch weights (safetensors, no pickle)"
+HELP = ("convert a Caffe net and its caffemodel to PyTorch weights (safetensors, no pickle); also ONNX "
+        "(--onnx) and ncnn (--ncnn), each checked against PyTorch before it is written")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -9,7 +9,8 @@ are parsing and building, not disk. Peak memory is the process's high-water mark
   ``load_graph`` + ``match_weights``).
 * ``ready``: per way of running the net, files -> a net that can run a forward: posebridge torch
   (load_graph + load_weights + CaffeNet + tune, with its self-check), posebridge torch without
-  tuning, OpenCV dnn's ``readNetFromCaffe``, and an onnxruntime session on the fp32 export.
+  tuning, posebridge ncnn (CaffeNet written for ncnn, loaded there and self-checked), OpenCV
+  dnn's ``readNetFromCaffe``, and an onnxruntime session on the fp32 export.
 """
 
 from __future__ import annotations
@@ -39,12 +40,15 @@ from posebridge.runtime.tuned_torch import tune
 baseline = hwm()
 phases = {}
 start = time.perf_counter()
-if mode in ("posebridge-torch", "posebridge-torch-untuned"):
+if mode in ("posebridge-torch", "posebridge-torch-untuned", "posebridge-ncnn"):
     graph = load_graph(prototxt); phases["load_graph_s"] = time.perf_counter() - start
     mark = time.perf_counter(); weights = load_weights(graph, caffemodel); phases["load_weights_s"] = time.perf_counter() - mark
     mark = time.perf_counter(); net = CaffeNet(graph, weights); phases["build_module_s"] = time.perf_counter() - mark
     if mode == "posebridge-torch":
         mark = time.perf_counter(); tune(net); phases["tune_s"] = time.perf_counter() - mark
+    if mode == "posebridge-ncnn":
+        from posebridge.runtime.backends import NcnnBackend
+        mark = time.perf_counter(); NcnnBackend(net, None); phases["ncnn_s"] = time.perf_counter() - mark
 elif mode == "opencv":
     net = cv2.dnn.readNetFromCaffe(prototxt, caffemodel)
 elif mode == "onnxruntime":
@@ -58,7 +62,7 @@ print(json.dumps({"total_s": total, "peak_over_baseline_bytes": hwm() - baseline
                   **phases}))
 """
 
-READY_MODES = ("posebridge-torch", "posebridge-torch-untuned", "opencv", "onnxruntime")
+READY_MODES = ("posebridge-torch", "posebridge-torch-untuned", "posebridge-ncnn", "opencv", "onnxruntime")
 
 
 def _child(mode: str, files: NetFiles) -> dict:

@@ -94,7 +94,8 @@ def loading_section(results: dict) -> list[str]:
              f"{loading['net']} caffemodel, {loading['caffemodel_bytes'] / 1e6:.0f} MB, in the page cache; "
              f"medians of {loading['runs']} fresh processes; peak memory = the process's high-water mark (VmHWM) "
              "over its baseline after the imports. Ready = files to a net that can run a forward (posebridge-torch: "
-             "read, convert, tune and self-check; -untuned: without tune and self-check).",
+             "read, convert, tune and self-check; -untuned: without tune and self-check; posebridge-ncnn: read, "
+             "convert, write for ncnn, load there and self-check).",
              ""]
     peak = read.get("vmhwm_over_baseline_bytes") or read.get("rss_over_baseline_bytes", 0)
     rows = [("posebridge read_weights (+ match to the graph)", f"{read['read_s']:.2f} (+{read['match_s']:.2f})", "-",

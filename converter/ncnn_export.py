@@ -37,7 +37,7 @@ import os
 import struct
 import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 
 import numpy as np
 import torch
@@ -272,15 +272,21 @@ SUPPORTED_LAYERS: tuple[str, ...] = tuple(sorted(("Input", *IDENTITY_LAYERS, *_W
 
 @dataclass
 class NcnnNet:
-    """An ncnn net opened from an :class:`NcnnModel`, float32 throughout (no fp16/bf16/int8)."""
+    """An ncnn net opened from an :class:`NcnnModel`, float32 throughout (no fp16/bf16/int8).
 
-    model: NcnnModel
+    The model's bytes are not kept: ncnn holds its own copy of the weights.
+    """
+
+    model: InitVar[NcnnModel]
     threads: int | None = None
+    input_name: str = ""
+    output_name: str = ""
     _net: object = field(default=None, repr=False)
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, model: NcnnModel) -> None:
         import ncnn
 
+        self.input_name, self.output_name = model.input_name, model.output_name
         net = ncnn.Net()
         option = net.opt
         option.use_fp16_packed = option.use_fp16_storage = option.use_fp16_arithmetic = False
@@ -292,12 +298,12 @@ class NcnnNet:
             option.num_threads = self.threads
         # The graph is parsed from memory; the weights load from a file, so that ncnn owns copies
         # of them (a load from memory may keep pointers into the Python bytes).
-        if net.load_param_mem(self.model.param) != 0:
+        if net.load_param_mem(model.param) != 0:
             raise ExportError("ncnn refused the written graph")
         with tempfile.TemporaryDirectory(prefix="posebridge-ncnn-") as folder:
             weights = os.path.join(folder, "net.bin")
             with open(weights, "wb") as stream:
-                stream.write(self.model.weights)
+                stream.write(model.weights)
             if net.load_model(weights) != 0:
                 raise ExportError("ncnn refused the written weights")
         self._net = net
@@ -309,8 +315,8 @@ class NcnnNet:
         results = []
         for image in np.ascontiguousarray(batch, dtype=np.float32):
             extractor = self._net.create_extractor()
-            extractor.input(self.model.input_name, ncnn.Mat(image))
-            status, output = extractor.extract(self.model.output_name)
+            extractor.input(self.input_name, ncnn.Mat(image))
+            status, output = extractor.extract(self.output_name)
             if status != 0:
                 raise ExportError(f"ncnn failed on an input of {image.shape[1]}x{image.shape[2]} (status {status})")
             results.append(np.array(output, dtype=np.float32))

@@ -20,7 +20,7 @@ a forward pass then reuses its buffers instead of faulting in fresh pages.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -104,10 +104,11 @@ class NcnnBackend:
 
     The net is written to ncnn's format in memory (:func:`posebridge.converter.ncnn_export.ncnn_model`)
     and checked against the converted net on one small input when opened (ParityError beyond
-    :data:`posebridge.converter.ncnn_export.TOLERANCE`). Batches run one image at a time.
+    :data:`posebridge.converter.ncnn_export.TOLERANCE`); the converted net is not kept (ncnn
+    holds its own copy of the weights). Batches run one image at a time.
     """
 
-    model: object
+    model: InitVar[object]
     family: ModelFamily
     name: str = "ncnn"
     threads: int | None = None
@@ -115,16 +116,16 @@ class NcnnBackend:
     check: bool = True
     _net: object = field(default=None, repr=False)
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, model: object) -> None:
         from posebridge.converter.ncnn_export import NcnnNet, check_against_torch, ncnn_model
         from posebridge.errors import ParityError
 
         keep_freed_memory()
         if self.precision != "fp32":
             raise PosebridgeError(f"the ncnn backend runs fp32, not '{self.precision}'")
-        self._net = NcnnNet(ncnn_model(self.model), self.threads)
+        self._net = NcnnNet(ncnn_model(model), self.threads)
         if self.check:
-            check_against_torch(self.model, self._net, (NCNN_CHECK_SIZE,), batch=1, error_type=ParityError)
+            check_against_torch(model, self._net, (NCNN_CHECK_SIZE,), batch=1, error_type=ParityError)
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         return self._net.run(batch)

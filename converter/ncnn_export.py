@@ -34,6 +34,7 @@ A blob read by several layers gets an ncnn ``Split``. Anything else raises
 from __future__ import annotations
 
 import os
+import re
 import struct
 import tempfile
 from collections.abc import Callable, Sequence
@@ -60,6 +61,8 @@ VALID_PADDING = 1
 POOL_TYPES = {"MAX": 0, "AVE": 1}
 #: Caffe layers that pass their bottom through unchanged at test time (written as nothing).
 IDENTITY_LAYERS = ("Dropout", "Split")
+#: Names written as they are: ncnn reads a name as one whitespace-free token of at most 255 bytes.
+SAFE_NAME = re.compile(r"[A-Za-z0-9_.@:/+\-]{1,200}")
 #: (height, width) checked against PyTorch at batch 2; none a multiple of 8.
 CHECK_SIZES: tuple[tuple[int, int], ...] = ((57, 91), (90, 70))
 CHECK_BATCH = 2
@@ -81,31 +84,42 @@ class NcnnModel:
 
 @dataclass
 class _Writer:
-    """Collects ncnn layer lines and weight bytes; hands out Split copies of shared blobs."""
+    """Collects ncnn layer lines and weight bytes; names blobs with ncnn-safe tokens and hands out
+    Split copies of shared blobs."""
 
     readers: dict[str, int]
     lines: list[str] = field(default_factory=list)
     chunks: list[bytes] = field(default_factory=list)
     blobs: set[str] = field(default_factory=set)
     copies: dict[str, list[str]] = field(default_factory=dict)
+    tokens: dict[str, str] = field(default_factory=dict)
+
+    def token(self, name: str) -> str:
+        """``name`` itself when ncnn's param parser reads it back unchanged, else ``#N`` (safe names
+        never contain '#', so the two kinds cannot collide)."""
+        if name not in self.tokens:
+            self.tokens[name] = name if SAFE_NAME.fullmatch(name) else f"#{len(self.tokens)}"
+        return self.tokens[name]
 
     def read(self, blob: str) -> str:
-        """The name a reader of ``blob`` uses (its own Split copy when the blob is shared)."""
+        """The token a reader of ``blob`` uses (its own Split copy when the blob is shared)."""
         copies = self.copies.get(blob)
-        return copies.pop(0) if copies else blob
+        return copies.pop(0) if copies else self.token(blob)
 
     def layer(self, kind: str, name: str, bottoms: Sequence[str], tops: Sequence[str],
               params: dict[int, int | float] | None = None) -> None:
+        """One layer line; ``bottoms`` are tokens from :meth:`read`, ``name`` and ``tops`` Caffe names."""
         values = " ".join(f"{key}={_number(value)}" for key, value in (params or {}).items())
-        line = f"{kind} {name} {len(bottoms)} {len(tops)} {' '.join((*bottoms, *tops))}"
+        top_tokens = [self.token(top) for top in tops]
+        line = f"{kind} {self.token(name)} {len(bottoms)} {len(tops)} {' '.join((*bottoms, *top_tokens))}"
         self.lines.append(f"{line} {values}".rstrip())
         self.blobs.update(bottoms)
-        self.blobs.update(tops)
-        for top in tops:
+        self.blobs.update(top_tokens)
+        for top, top_token in zip(tops, top_tokens):
             count = self.readers.get(top, 0)
             if count > 1:
-                copies = [f"{top}#{i}" for i in range(count)]
-                self.lines.append(f"Split {top}#split 1 {count} {top} {' '.join(copies)}")
+                copies = [f"{top_token}#{i}" for i in range(count)]
+                self.lines.append(f"Split {top_token}#split 1 {count} {top_token} {' '.join(copies)}")
                 self.blobs.update(copies)
                 self.copies[top] = copies
 
@@ -254,10 +268,10 @@ def ncnn_model(net: CaffeNet) -> NcnnModel:
             _convolution(out, net, step, bottoms, relu.tops[0], relu=True)
         else:
             writer(out, net, step, bottoms, step.tops[0])
-    output = alias.get(net.output_versions[0], net.output_versions[0])
+    output = out.token(alias.get(net.output_versions[0], net.output_versions[0]))
     header = f"{MAGIC}\n{len(out.lines)} {len(out.blobs)}\n"
-    return NcnnModel(header + "\n".join(out.lines) + "\n", b"".join(out.chunks),
-                     alias.get(net.input_names[0], _input_version(net)), output, len(out.lines))
+    return NcnnModel(header + "\n".join(out.lines) + "\n", b"".join(out.chunks), out.token(_input_version(net)),
+                     output, len(out.lines))
 
 
 def _input_version(net: CaffeNet) -> str:

@@ -209,3 +209,23 @@ def test_convert_command_exports_ncnn_and_refuses_bad_requests(tmp_path, capsys)
     err = capsys.readouterr().err
     assert "layer 'sig'" in err and "Sigmoid has no ncnn writer" in err and "Traceback" not in err
     assert not refused.exists() and not (tmp_path / "refused.bin").exists()
+
+
+def test_names_ncnn_cannot_read_are_replaced_by_tokens():
+    long_name = "x" * 230
+    layers = f"""
+layer {{ name: "conv one" type: "Convolution" bottom: "data" top: "my blob"
+  convolution_param {{ num_output: 4 kernel_size: 3 pad: 1 }} }}
+layer {{ name: "relu" type: "ReLU" bottom: "my blob" top: "my blob" }}
+layer {{ name: "{long_name}" type: "Convolution" bottom: "my blob" top: "{long_name}"
+  convolution_param {{ num_output: 3 kernel_size: 3 }} }}
+layer {{ name: "cat" type: "Concat" bottom: "{long_name}" bottom: "{long_name}" top: "out#1" }}
+"""
+    net = _net(layers)
+    model = ncnn_model(net)
+    assert "my blob" not in model.param and long_name not in model.param and "out#1" not in model.param
+    for line in model.param.splitlines()[2:]:
+        fields = line.split()
+        assert len(fields) == 4 + int(fields[2]) + int(fields[3]) + sum("=" in f for f in fields)
+    error = check_against_torch(net, NcnnNet(model), ((29, 31),), batch=2)
+    assert error < TOLERANCE

@@ -129,7 +129,9 @@ class _Writer:
 
 
 def _number(value: int | float) -> str:
-    return str(value) if isinstance(value, int) else repr(float(np.float32(value)))
+    """A param value as ncnn reads it: ints as they are, floats as float32's shortest round-trip
+    text (at most 14 characters; ncnn reads at most 15, so a long repr would lose its exponent)."""
+    return str(value) if isinstance(value, int) else str(np.float32(value))
 
 
 _LayerWriter = Callable[[_Writer, CaffeNet, Step, list[str], str], None]

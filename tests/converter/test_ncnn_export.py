@@ -229,3 +229,14 @@ layer {{ name: "cat" type: "Concat" bottom: "{long_name}" bottom: "{long_name}" 
         assert len(fields) == 4 + int(fields[2]) + int(fields[3]) + sum("=" in f for f in fields)
     error = check_against_torch(net, NcnnNet(model), ((29, 31),), batch=2)
     assert error < TOLERANCE
+
+
+@pytest.mark.parametrize("slope", [1.2345678e-05, -7.25, 2.5e-12, 0.1])
+def test_float_params_survive_ncnns_15_character_reader(slope):
+    layers = f"""
+layer {{ name: "c1" type: "Convolution" bottom: "data" top: "c1" convolution_param {{ num_output: 4 kernel_size: 3 }} }}
+layer {{ name: "leaky" type: "ReLU" bottom: "c1" top: "c1" relu_param {{ negative_slope: {slope!r} }} }}
+layer {{ name: "c2" type: "Convolution" bottom: "c1" top: "c2" convolution_param {{ num_output: 2 kernel_size: 1 }} }}
+"""
+    net = _net(layers)
+    assert check_against_torch(net, NcnnNet(ncnn_model(net)), ((21, 23),), batch=2) < TOLERANCE

@@ -112,3 +112,17 @@ def test_ncnn_backend_refuses_a_net_that_ncnn_computes_differently(monkeypatch):
     monkeypatch.setattr(ncnn_export, "ncnn_model", wrong_bias)
     with pytest.raises(ParityError, match="ncnn differs from PyTorch"):
         NcnnBackend(_converted(THREE_BY_THREE), family=None)
+
+
+def test_safetensors_weights_get_the_same_choice_and_the_same_maps(tmp_path):
+    from posebridge.converter.api import convert
+    from posebridge.converter.weights_io import save_safetensors
+
+    prototxt, caffemodel = write_net(tmp_path, THREE_BY_THREE, "threes")
+    save_safetensors(convert(prototxt, caffemodel), tmp_path / "threes.safetensors")
+    from_caffe = open_backend(caffemodel, prototxt=prototxt)
+    from_safetensors = open_backend(tmp_path / "threes.safetensors", prototxt=prototxt)
+    assert isinstance(from_caffe, NcnnBackend) and isinstance(from_safetensors, NcnnBackend)
+    assert isinstance(open_backend(tmp_path / "threes.safetensors", prototxt=prototxt, backend="torch"), TorchBackend)
+    batch = np.random.default_rng(5).uniform(-0.5, 0.5, (2, 3, 35, 47)).astype(np.float32)
+    np.testing.assert_array_equal(from_caffe.infer(batch), from_safetensors.infer(batch))

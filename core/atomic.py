@@ -25,20 +25,29 @@ def _current_umask() -> int:
 def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``target``; on success rename it over ``target``.
 
-    On any exception the temporary file is removed and ``target`` is left untouched.
+    On any exception the temporary file is removed and ``target`` is left untouched. An OSError
+    on the way (a folder that cannot be made or written, a full disk) becomes a
+    :class:`~posebridge.errors.FileAccessError` naming ``target``.
     """
+    from posebridge.errors import FileAccessError
+
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    except OSError as error:
+        raise FileAccessError(f"cannot write the file: {error.strerror or error}", file=str(target)) from None
     os.close(fd)
     tmp = Path(tmp_name)
     try:
         yield tmp
         os.chmod(tmp, _FILE_MODE & ~_current_umask())  # mkstemp makes 0600; outputs are ordinary files
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as error:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+        if isinstance(error, OSError):
+            raise FileAccessError(f"cannot write the file: {error.strerror or error}", file=str(target)) from None
         raise
 
 

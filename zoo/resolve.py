@@ -62,8 +62,9 @@ def resolve(path_or_zoo: str | os.PathLike) -> Path:
         try:
             _write_if_changed(target, text)
             return target
-        except OSError as error:
-            errors.append(f"{folder}: {error.strerror or error}")
+        except (OSError, FileAccessError) as error:  # atomic writes report OSErrors as FileAccessError
+            reason = error.detail if isinstance(error, FileAccessError) else (error.strerror or error)
+            errors.append(f"{folder}: {reason}")
     raise FileAccessError(f"cannot write the zoo prototxt ({'; '.join(errors)})", file=str(path_or_zoo))
 
 

@@ -221,9 +221,11 @@ def open_backend(model: str | os.PathLike, *, prototxt: str | os.PathLike | None
     """Open MODEL (.caffemodel, .safetensors or .onnx; ``prototxt`` for the first two).
 
     The default backend follows the file: onnxruntime for .onnx; otherwise ncnn for nets made of
-    3x3 convolutions (BODY_25) and torch for the others (tuned, see :mod:`posebridge.runtime.tuned_torch`;
-    the rule and its measurements: :mod:`posebridge.runtime.default_engine`). ``precision`` bf16 runs on torch (from Caffe or
-    safetensors weights); int8 runs on onnxruntime, from an int8 model made once and cached
+    3x3 convolutions (BODY_25) and torch for the others (tuned, see
+    :mod:`posebridge.runtime.tuned_torch`; the rule and its measurements:
+    :mod:`posebridge.runtime.default_engine`). When the default ncnn engine cannot write a layer,
+    or disagrees with the converted net, torch runs the net (``log`` hears why).
+    ``precision`` bf16 runs on torch (from Caffe or safetensors weights); int8 runs on onnxruntime, from an int8 model made once and cached
     (:func:`posebridge.runtime.int8_cache.int8_model`; ``log`` hears about it). ``winograd=False``
     runs torch with its 3x3 convolutions in the direct form (:mod:`posebridge.runtime.winograd`).
     """
@@ -263,7 +265,7 @@ def open_backend(model: str | os.PathLike, *, prototxt: str | os.PathLike | None
         from posebridge.converter.weights_io import load_safetensors
 
         return _converted_backend(load_safetensors(graph, path), _family_of_graph(graph, None), chosen, precision,
-                                  winograd)
+                                  winograd, log)
     family = _family_of_graph(graph, path)
     if chosen == "opencv":
         return OpenCVBackend(os.fspath(prototxt_file(prototxt)), path, family)
@@ -272,13 +274,15 @@ def open_backend(model: str | os.PathLike, *, prototxt: str | os.PathLike | None
     from posebridge.converter.api import convert
     from posebridge.prototxt.loader import load_weights
 
-    return _converted_backend(convert(graph, load_weights(graph, path)), family, chosen, precision, winograd)
+    return _converted_backend(convert(graph, load_weights(graph, path)), family, chosen, precision, winograd, log)
 
 
-def _converted_backend(net, family: ModelFamily, chosen: str | None, precision: str, winograd: bool) -> Backend:
+def _converted_backend(net, family: ModelFamily, chosen: str | None, precision: str, winograd: bool,
+                       log=None) -> Backend:
     """ncnn or torch for a converted net: the one asked for, else the default engine's choice
-    (:func:`posebridge.runtime.default_engine.default_fp32_backend`; fp32 with Winograd allowed)."""
-    from posebridge.errors import UnsupportedLayerError
+    (:func:`posebridge.runtime.default_engine.default_fp32_backend`; fp32 with Winograd allowed).
+    The default falls back to torch, telling ``log``, when ncnn cannot run the net as Caffe does."""
+    from posebridge.errors import ParityError, UnsupportedLayerError
 
     if chosen == "ncnn":
         if not winograd:
@@ -291,6 +295,7 @@ def _converted_backend(net, family: ModelFamily, chosen: str | None, precision: 
         if default_fp32_backend(net) == "ncnn":
             try:
                 return NcnnBackend(net, family)
-            except UnsupportedLayerError:
-                pass  # a layer ncnn cannot run with Caffe's semantics: torch runs everything
+            except (UnsupportedLayerError, ParityError) as error:
+                if log is not None:
+                    log(f"running on torch instead of ncnn: {error.detail}")
     return TorchBackend(net, family, precision=precision, winograd=winograd)

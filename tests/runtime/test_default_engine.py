@@ -38,6 +38,23 @@ layer { name: "s" type: "Sigmoid" bottom: "c2" top: "s" }
 """
 
 
+def _break_first_bias(monkeypatch) -> None:
+    """Make every ncnn model written from THREE_BY_THREE carry a wrong first bias (5.0)."""
+    from posebridge.converter import ncnn_export
+
+    original = ncnn_export.ncnn_model
+
+    def wrong_bias(net):
+        model = original(net)
+        weights = bytearray(model.weights)
+        first_bias = 4 + 8 * 3 * 9 * 4  # tag, then conv c1's 8x3x3x3 float32 weights
+        weights[first_bias:first_bias + 4] = np.float32(5.0).tobytes()
+        model.weights = bytes(weights)
+        return model
+
+    monkeypatch.setattr(ncnn_export, "ncnn_model", wrong_bias)
+
+
 def _converted(text: str) -> CaffeNet:
     graph = graph_from_net(text_format.Parse(text, caffe_pb2.NetParameter()), source="test.prototxt")
     return CaffeNet(graph, synthesize(graph, seed=1, init="he"))
@@ -92,24 +109,13 @@ def test_ncnn_backend_gives_the_converted_nets_maps_for_a_batch():
     with torch.inference_mode():
         expected = net(torch.from_numpy(batch)).numpy()
     actual = backend.infer(batch)
-    assert actual.shape == expected.shape == (3, 6, 22, 31)  # Caffe rounds pooling up and actual.dtype == np.float32
+    assert actual.shape == expected.shape == (3, 6, 22, 31)  # Caffe rounds pooling up
+    assert actual.dtype == np.float32
     assert np.abs(actual - expected).max() <= 1e-5 * np.abs(expected).max()
 
 
 def test_ncnn_backend_refuses_a_net_that_ncnn_computes_differently(monkeypatch):
-    from posebridge.converter import ncnn_export
-
-    original = ncnn_export.ncnn_model
-
-    def wrong_bias(net):
-        model = original(net)
-        weights = bytearray(model.weights)
-        first_bias = 4 + 8 * 3 * 9 * 4  # tag, then conv c1's 8x3x3x3 float32 weights
-        weights[first_bias:first_bias + 4] = np.float32(5.0).tobytes()
-        model.weights = bytes(weights)
-        return model
-
-    monkeypatch.setattr(ncnn_export, "ncnn_model", wrong_bias)
+    _break_first_bias(monkeypatch)
     with pytest.raises(ParityError, match="ncnn differs from PyTorch"):
         NcnnBackend(_converted(THREE_BY_THREE), family=None)
 
@@ -126,3 +132,16 @@ def test_safetensors_weights_get_the_same_choice_and_the_same_maps(tmp_path):
     assert isinstance(open_backend(tmp_path / "threes.safetensors", prototxt=prototxt, backend="torch"), TorchBackend)
     batch = np.random.default_rng(5).uniform(-0.5, 0.5, (2, 3, 35, 47)).astype(np.float32)
     np.testing.assert_array_equal(from_caffe.infer(batch), from_safetensors.infer(batch))
+
+
+def test_the_default_falls_back_to_torch_and_says_why(tmp_path, monkeypatch):
+    threes = write_net(tmp_path, THREE_BY_THREE, "threes")
+    sigmoid = write_net(tmp_path, WITH_SIGMOID, "sigmoid")
+    heard = []
+    assert isinstance(open_backend(sigmoid[1], prototxt=sigmoid[0], log=heard.append), TorchBackend)
+    assert len(heard) == 1 and "Sigmoid has no ncnn writer" in heard[0]
+    _break_first_bias(monkeypatch)
+    assert isinstance(open_backend(threes[1], prototxt=threes[0], log=heard.append), TorchBackend)
+    assert len(heard) == 2 and heard[1].startswith("running on torch instead of ncnn: ncnn differs from PyTorch")
+    with pytest.raises(ParityError):  # asked for by name: no silent fallback
+        open_backend(threes[1], prototxt=threes[0], backend="ncnn")

@@ -45,11 +45,11 @@ import torch
 from torch import nn
 
 from posebridge.atomic import atomic_path
-from posebridge.converter.network import CaffeNet, Step
+from posebridge.converter.network import CaffeNet, Step, input_channels
 from posebridge.errors import ExportError, PosebridgeError, UnsupportedLayerError
 
-__all__ = ["CHECK_SIZES", "NcnnModel", "NcnnNet", "check_against_torch", "SUPPORTED_LAYERS", "TOLERANCE", "export_ncnn", "ncnn_model", "open_ncnn",
-           "run_ncnn"]
+__all__ = ["CHECK_SIZES", "NcnnModel", "NcnnNet", "SUPPORTED_LAYERS", "TOLERANCE", "check_against_torch", "export_ncnn",
+           "ncnn_model"]
 
 MAGIC = 7767517
 #: ncnn's weight tag for raw float32 data.
@@ -240,14 +240,15 @@ def ncnn_model(net: CaffeNet) -> NcnnModel:
         for blob in step.bottoms:
             readers.setdefault(blob, []).append(step)
     alias: dict[str, str] = {}
-    fused: set[str] = set()
+    fused_relus: dict[str, Step] = {}  # convolution layer -> the ReLU written into it
     for step in net.steps:
         relu = _fused_relu(net, step, readers)
         if relu is not None:
-            fused.add(relu.layer)
+            fused_relus[step.layer] = relu
         if step.type in IDENTITY_LAYERS:
             for top in step.tops:
                 alias[top] = alias.get(step.bottoms[0], step.bottoms[0])
+    fused = {relu.layer for relu in fused_relus.values()}
     counts = {blob: sum(1 for s in users if s.layer not in fused and s.type not in IDENTITY_LAYERS)
               for blob, users in readers.items()}
     for blob, source in alias.items():  # readers of an identity's output read its input
@@ -265,7 +266,7 @@ def ncnn_model(net: CaffeNet) -> NcnnModel:
         if len(step.tops) != 1:
             raise _refuse(net, step, f"with {len(step.tops)} tops is not written")
         bottoms = [out.read(alias.get(b, b)) for b in step.bottoms]
-        relu = _fused_relu(net, step, readers)
+        relu = fused_relus.get(step.layer)
         if relu is not None:
             _convolution(out, net, step, bottoms, relu.tops[0], relu=True)
         else:
@@ -339,22 +340,15 @@ class NcnnNet:
         return np.stack(results)
 
 
-def open_ncnn(net: CaffeNet, *, threads: int | None = None) -> NcnnNet:
-    """``net`` converted and opened in ncnn (nothing written to disk)."""
-    return NcnnNet(ncnn_model(net), threads)
-
-
-def run_ncnn(model: NcnnModel, batch: np.ndarray, *, threads: int | None = None) -> np.ndarray:
-    """Run an :class:`NcnnModel` once on an (N, C, H, W) float32 batch."""
-    return NcnnNet(model, threads).run(batch)
-
-
 def check_against_torch(net: CaffeNet, opened: NcnnNet, sizes: Sequence[tuple[int, int]] = CHECK_SIZES, *,
                         batch: int = CHECK_BATCH, tolerance: float = TOLERANCE, seed: int = 0,
                         error_type: type[PosebridgeError] = ExportError) -> float:
     """The largest relative error of ncnn against the converted net over ``sizes`` (uniform inputs
-    in [-0.5, 0.5)); raises ``error_type`` naming the size and error when it exceeds ``tolerance``."""
-    channels = _input_channels(net)
+    in [-0.5, 0.5); the ONNX export check's metric); raises ``error_type`` naming the size and error
+    when it exceeds ``tolerance``."""
+    from posebridge.converter.onnx_export import relative_error
+
+    channels = input_channels(net)
     worst = 0.0
     for index, (height, width) in enumerate(sizes):
         x = np.random.default_rng(seed + index).uniform(-0.5, 0.5, (batch, channels, height, width)).astype(np.float32)
@@ -364,20 +358,12 @@ def check_against_torch(net: CaffeNet, opened: NcnnNet, sizes: Sequence[tuple[in
         if actual.shape != expected.shape:
             raise error_type(f"ncnn output shape {list(actual.shape)} differs from PyTorch's {list(expected.shape)} "
                               f"at input {height}x{width}", file=net.source or None)
-        scale = float(np.abs(expected).max()) or 1.0
-        error = float(np.abs(actual.astype(np.float64) - expected).max()) / scale
+        error = relative_error(actual, expected)[1]
         if not error <= tolerance:
             raise error_type(f"ncnn differs from PyTorch by {error:.2e} (relative) at input {height}x{width}, "
                               f"batch {batch}; tolerance {tolerance:.0e}", file=net.source or None)
         worst = max(worst, error)
     return worst
-
-
-def _input_channels(net: CaffeNet) -> int:
-    for module in net.modules():
-        if isinstance(module, nn.Conv2d):
-            return int(module.in_channels)
-    return 3
 
 
 def export_ncnn(net: CaffeNet, param_path: str | os.PathLike, bin_path: str | os.PathLike | None = None, *,

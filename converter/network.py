@@ -143,3 +143,13 @@ class CaffeNet(nn.Module):
         values = self.run_blobs(inputs, keep=self.output_versions)
         outputs = tuple(values[v] for v in self.output_versions)
         return outputs[0] if len(outputs) == 1 else outputs
+
+
+def input_channels(net: CaffeNet) -> int:
+    """Channels the net's first convolution reads (its image channels); 3 for a net without one."""
+    for step in net.steps:
+        if step.type != "Input":
+            module = net._module(step)
+            if isinstance(module, nn.Conv2d):
+                return int(module.in_channels)
+    return 3

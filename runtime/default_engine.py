@@ -30,7 +30,7 @@ import importlib.util
 import torch
 from torch import nn
 
-from posebridge.converter.network import CaffeNet
+from posebridge.converter.network import CaffeNet, input_channels
 
 NCNN_MIN_SHARE = 0.9
 #: Input (height, width) at which the shares are counted (ratios barely depend on it).
@@ -53,11 +53,10 @@ def winograd_share(net: CaffeNet, size: tuple[int, int] = SHARE_SIZE) -> float:
     convs = [m for m in net.modules() if isinstance(m, nn.Conv2d)]
     if not convs:
         return 0.0
-    channels = convs[0].in_channels
     hooks = [m.register_forward_hook(count) for m in convs]
     try:
         with torch.inference_mode():
-            net(torch.zeros(1, channels, *size))
+            net(torch.zeros(1, input_channels(net), *size))
     finally:
         for hook in hooks:
             hook.remove()

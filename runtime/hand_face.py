@@ -220,10 +220,12 @@ class HandFaceExtractor:
         if box is None or len(self._hand_scales) == 1:
             return self._run(self.hand, image, box, HAND.part_count, mirror)
         best: np.ndarray | None = None
+        best_score = np.float32(0.0)
         for scale in self._hand_scales:
             found = self._run(self.hand, image, rescaled_box(box, scale), HAND.part_count, mirror)
-            if best is None or average_score(found) > average_score(best):
-                best = found
+            score = average_score(found)
+            if best is None or score > best_score:
+                best, best_score = found, score
         return best
 
     def extract(self, image: np.ndarray, people: list[Person], skeleton: Skeleton) -> dict[str, list[np.ndarray]]:

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from posebridge.converter.layers.pooling import CaffePooling
-from posebridge.converter.network import CaffeNet
+from posebridge.converter.network import CaffeNet, input_channels
 from posebridge.errors import ParityError, PosebridgeError
 from posebridge.runtime import winograd
 from posebridge.runtime.winograd import WinogradConv
@@ -359,7 +359,7 @@ def self_check(net: CaffeNet, tuned: TunedNet, *, size: tuple[int, int] = CHECK_
                tolerance: float | None = None) -> float:
     """Relative error of ``tuned`` against ``net`` on one seeded input; ParityError beyond tolerance."""
     limit = CHECK_TOLERANCE[tuned.precision] if tolerance is None else tolerance
-    channels = _input_channels(net)
+    channels = input_channels(net)
     rng = np.random.default_rng(CHECK_SEED)
     x = torch.from_numpy(rng.uniform(-0.5, 0.5, (1, channels, *size)).astype(np.float32))
     with torch.inference_mode():
@@ -370,14 +370,6 @@ def self_check(net: CaffeNet, tuned: TunedNet, *, size: tuple[int, int] = CHECK_
         raise ParityError(f"the tuned {tuned.precision} net differs from the converted net by a relative error of "
                           f"{error:.3g} at input 1x{channels}x{size[0]}x{size[1]} (tolerance {limit:g})")
     return error
-
-
-def _input_channels(net: CaffeNet) -> int:
-    for step in net.steps:
-        for module in (net._module(step),):
-            if isinstance(module, nn.Conv2d):
-                return int(module.in_channels)
-    return 3
 
 
 def tune(net: CaffeNet, precision: str = "fp32", *, check: bool = True, packed: bool | None = None,

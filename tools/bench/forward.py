@@ -44,13 +44,6 @@ BACKENDS: dict[str, BackendInfo] = {
 }
 #: The default fp32 engine when a net's own is unknown (results written before ncnn existed).
 DEFAULT_BACKEND = "torch"
-
-
-def default_backend(model) -> str:
-    """The bench name of posebridge's default fp32 path for a converted net (runtime.default_engine's rule)."""
-    from posebridge.runtime.default_engine import default_fp32_backend
-
-    return default_fp32_backend(model)
 REDUCED = tuple(name for name, info in BACKENDS.items() if info.precision != "fp32")
 
 

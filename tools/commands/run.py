@@ -28,7 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="weights: .caffemodel or .safetensors (with --prototxt), or .onnx")
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="images, folders of images, or videos")
     parser.add_argument("--prototxt", help="the net (a file or zoo:NAME) for .caffemodel/.safetensors models")
-    parser.add_argument("--backend", choices=BACKENDS, help="default: onnxruntime for .onnx; else ncnn for nets of 3x3 convolutions (BODY_25), "
+    parser.add_argument("--backend", choices=BACKENDS,
+                        help="default: onnxruntime for .onnx; else ncnn for nets of 3x3 convolutions (BODY_25), "
                              "torch for the others")
     parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
                         help="fp32 (default: the Caffe net's numbers); opt-in, faster, slightly different maps: "

@@ -308,6 +308,8 @@ def _argmax(node: Node, bottoms: list[Shape]) -> list[Shape]:
         out = list(shape)
         out[axis] = p.top_k
         return [tuple(out)]
+    if not shape:  # Caffe reads the bottom's shape(0): a blob without axes has none
+        raise _fail(node, "ArgMax without an axis needs a bottom with at least one axis; it has none")
     out = [1] * max(3, len(shape))
     out[0] = shape[0]
     out[2] = p.top_k

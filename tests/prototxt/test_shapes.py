@@ -207,6 +207,14 @@ def test_argmax_of_a_2d_blob_has_three_axes() -> None:
     assert _shape(layer, {"x": (4, 10)}) == (4, 1, 2)
 
 
+def test_argmax_without_axis_of_a_blob_without_axes_is_a_shape_error() -> None:
+    # Accuracy gives a scalar top; found by the token-mutation fuzzer (an IndexError before).
+    layers = ('layer { name: "acc" type: "Accuracy" bottom: "x" bottom: "label" top: "a" }\n'
+              'layer { name: "am" type: "ArgMax" bottom: "a" top: "y" }')
+    with pytest.raises(ShapeError, match="layer 'am'.*at least one axis"):
+        infer_shapes(_graph(layers, {"x": (2, 5), "label": (2,)}))
+
+
 @pytest.mark.parametrize(("axis", "expected", "weight"), [
     (1, (2, 7), (7, 60)),
     (2, (2, 3, 7), (7, 20)),

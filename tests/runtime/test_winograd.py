@@ -130,7 +130,7 @@ def test_tuned_net_switches_per_input_size_and_can_be_turned_off(tmp_path, monke
     net = small_net(tmp_path)
     # The small net's 3x3 convolutions have few channels: allow Winograd for them here.
     monkeypatch.setattr(winograd, "MIN_CHANNEL_PRODUCT", 1)
-    tuned = tune(net)
+    tuned = tune(net, native=False)  # the PyTorch form (the native kernel has tests of its own)
     direct = tune(net, use_winograd=False)
     switched = [m for m in tuned.layers.values() if isinstance(m, ShapeSwitchedConv)]
     assert tuned.winograd_convs == len(switched) > 0 and direct.winograd_convs == 0

@@ -1,0 +1,288 @@
+"""3x3 convolutions by Winograd's F(6x6, 3x3) in a small native kernel (C, AVX-512), bias and (P)ReLU fused.
+
+:class:`~posebridge.runtime.winograd.WinogradConv` computes the same algorithm with PyTorch
+operations, one memory pass per transform step; most of its time goes into those passes. The
+native kernel (``native/wino63.c``) works on blocks of 8 output tiles per thread: it transforms
+their input tiles into a buffer that stays in the core's cache, multiplies them with the
+transformed filters (a 8 x 32 block of float32 accumulators in AVX-512 registers), transforms
+the products back and writes the NHWC output with the bias added and the ReLU or PReLU applied.
+
+The transforms are generated C code, built from the exact matrices of
+:func:`posebridge.runtime.winograd.transforms` (rows of ``B^T`` that differ only in the signs of
+their odd columns share one even and one odd partial sum; ``A^T`` reads sums and differences of
+paired columns), so the kernel and the PyTorch form compute the same F(6x6, 3x3). Rounding
+differs from the direct convolution by about 1e-5 of a layer's largest output, as for
+:class:`~posebridge.runtime.winograd.WinogradConv`.
+
+The library is compiled on first use with the system C compiler (``$CC``, else ``cc``;
+``-O3 -mavx512f -mfma -fopenmp``) and kept in ``$XDG_CACHE_HOME/posebridge/native`` under a key
+of the source, flags and compiler version. It is used only on CPUs with AVX-512F, and never
+when ``POSEBRIDGE_NATIVE=0``; :func:`availability` says why it is not used. It shares
+PyTorch's OpenMP runtime (both load ``libgomp.so.1``) and its thread count.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from posebridge.runtime import winograd
+
+SOURCE = Path(__file__).with_name("native") / "wino63.c"
+MARKER = "/* @TRANSFORMS@ */"
+FLAGS = ("-O3", "-mavx512f", "-mfma", "-fopenmp", "-shared", "-fPIC", "-std=c11")
+ENABLE_ENV = "POSEBRIDGE_NATIVE"
+CACHE_ENV = "XDG_CACHE_HOME"
+CACHE_SUBDIR = ("posebridge", "native")
+ABI = 1
+#: Tile size m of F(m x m, 3 x 3) and the packing of the transformed filters (see wino63.c).
+TILE = 6
+IN_BLOCK, OUT_BLOCK = 16, 32
+ACTIVATIONS = {"none": 0, "relu": 1, "prelu": 2}
+COMPILE_TIMEOUT_S = 120
+
+
+class NativeUnavailable(RuntimeError):
+    """The native kernel cannot be used here; the message says why."""
+
+
+def _vector_sum(terms: list[tuple[float, str]]) -> str:
+    """C for sum(c * v) over AVX-512 vectors, with adds and subtracts for coefficients of +-1."""
+    expression = None
+    for coefficient, name in terms:
+        if coefficient == 0:
+            continue
+        if expression is None:
+            if coefficient == 1:
+                expression = name
+            elif coefficient == -1:
+                expression = f"_mm512_sub_ps(_mm512_setzero_ps(), {name})"
+            else:
+                expression = f"_mm512_mul_ps(_mm512_set1_ps({coefficient!r}f), {name})"
+        elif coefficient == 1:
+            expression = f"_mm512_add_ps({expression}, {name})"
+        elif coefficient == -1:
+            expression = f"_mm512_sub_ps({expression}, {name})"
+        else:
+            expression = f"_mm512_fmadd_ps(_mm512_set1_ps({coefficient!r}f), {name}, {expression})"
+    return expression or "_mm512_setzero_ps()"
+
+
+def _row_paired(matrix: np.ndarray, name: str) -> list[str]:
+    """``o = matrix @ d`` where rows equal on even columns and opposite on odd ones share E +- O."""
+    rows = [[float(c) for c in row] for row in matrix]
+    width = len(rows[0])
+    lines = [f"static inline void {name}(const __m512 *d, __m512 *o) {{"]
+    done: set[int] = set()
+    for i, row in enumerate(rows):
+        if i in done:
+            continue
+        partner = next((k for k in range(i + 1, len(rows)) if k not in done
+                        and all(row[j] == rows[k][j] for j in range(0, width, 2))
+                        and all(row[j] == -rows[k][j] for j in range(1, width, 2))
+                        and any(row[j] != 0 for j in range(1, width, 2))), None)
+        if partner is None:
+            lines.append(f"    o[{i}] = {_vector_sum([(c, f'd[{j}]') for j, c in enumerate(row)])};")
+            continue
+        even = _vector_sum([(c, f"d[{j}]") for j, c in enumerate(row) if j % 2 == 0])
+        odd = _vector_sum([(c, f"d[{j}]") for j, c in enumerate(row) if j % 2 == 1])
+        lines.append(f"    {{ const __m512 ev = {even}, od = {odd};")
+        lines.append(f"      o[{i}] = _mm512_add_ps(ev, od); o[{partner}] = _mm512_sub_ps(ev, od); }}")
+        done.update((i, partner))
+    return lines + ["}"]
+
+
+def _column_paired(matrix: np.ndarray, name: str) -> list[str]:
+    """``o = matrix @ m`` reading sums / differences of neighbouring columns equal in magnitude in every row."""
+    rows = [[float(c) for c in row] for row in matrix]
+    width = len(rows[0])
+    pairs, singles = [], []
+    j = 0
+    while j < width:
+        if j + 1 < width and all(abs(r[j]) == abs(r[j + 1]) for r in rows) and any(r[j] != 0 for r in rows):
+            pairs.append(j)
+            j += 2
+        else:
+            singles.append(j)
+            j += 1
+    lines = [f"static inline void {name}(const __m512 *m, __m512 *o) {{"]
+    for j in pairs:
+        lines.append(f"    const __m512 s{j} = _mm512_add_ps(m[{j}], m[{j + 1}]), d{j} = _mm512_sub_ps(m[{j}], m[{j + 1}]);")
+    for i, row in enumerate(rows):
+        terms = [(row[j], f"m[{j}]") for j in singles]
+        terms += [(row[j], f"s{j}" if row[j] == row[j + 1] else f"d{j}") for j in pairs if row[j] != 0]
+        lines.append(f"    o[{i}] = {_vector_sum(terms)};")
+    return lines + ["}"]
+
+
+def generated_transforms() -> str:
+    """C of ``bt8`` (B^T of F(6,3) over 8 vectors) and ``at8`` (A^T: 8 vectors to 6), from the exact matrices."""
+    at, _, bt = winograd.transforms(TILE)
+    return "\n".join(_row_paired(bt, "bt8") + _column_paired(at, "at8")) + "\n"
+
+
+def source() -> str:
+    """The kernel's complete C source: ``native/wino63.c`` with the generated transforms inserted."""
+    text = SOURCE.read_text(encoding="utf-8")
+    if MARKER not in text:
+        raise NativeUnavailable(f"{SOURCE} lacks the marker {MARKER}")
+    return text.replace(MARKER, generated_transforms())
+
+
+def cache_dir() -> Path:
+    """Where compiled kernels are kept."""
+    base = os.environ.get(CACHE_ENV) or str(Path.home() / ".cache")
+    return Path(base).joinpath(*CACHE_SUBDIR)
+
+
+def _compiler() -> str:
+    name = os.environ.get("CC") or "cc"
+    path = shutil.which(name)
+    if path is None:
+        raise NativeUnavailable(f"no C compiler: '{name}' is not on PATH (set CC)")
+    return path
+
+
+def _cpu_has_avx512f() -> bool:
+    from posebridge.runtime.tuned_torch import cpu_flags
+
+    return "avx512f" in cpu_flags()
+
+
+def build(folder: Path | None = None) -> Path:
+    """Compile the kernel (once per source, flags and compiler) and return the shared library's path."""
+    compiler = _compiler()
+    text = source()
+    try:
+        version = subprocess.run([compiler, "--version"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError) as error:
+        raise NativeUnavailable(f"the C compiler '{compiler}' does not run: {error}") from None
+    key = hashlib.sha256("\0".join((text, " ".join(FLAGS), version)).encode()).hexdigest()[:24]
+    target_dir = folder if folder is not None else cache_dir()
+    target = target_dir / f"wino63-{key}.so"
+    if target.is_file():
+        return target
+    try:
+        target_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix="posebridge-native-") as scratch:
+            c_file = Path(scratch) / "wino63.c"
+            c_file.write_text(text, encoding="utf-8")
+            built = Path(scratch) / "wino63.so"
+            result = subprocess.run([compiler, *FLAGS, "-o", str(built), str(c_file)], capture_output=True,
+                                    text=True, timeout=COMPILE_TIMEOUT_S)
+            if result.returncode != 0:
+                first = (result.stderr.strip().splitlines() or ["no message"])[0]
+                raise NativeUnavailable(f"compiling the kernel with '{compiler}' failed: {first}")
+            handle, partial = tempfile.mkstemp(prefix=".wino63-", suffix=".so", dir=target_dir)
+            os.close(handle)
+            shutil.copyfile(built, partial)
+            os.replace(partial, target)  # atomic: another process sees the old state or the whole file
+    except (OSError, subprocess.SubprocessError) as error:
+        raise NativeUnavailable(f"cannot build the kernel in {target_dir}: {error}") from None
+    return target
+
+
+@lru_cache(maxsize=1)
+def _library() -> ctypes.CDLL:
+    if os.environ.get(ENABLE_ENV, "1") == "0":
+        raise NativeUnavailable(f"turned off by {ENABLE_ENV}=0")
+    if not _cpu_has_avx512f():
+        raise NativeUnavailable("the CPU has no AVX-512F")
+    library = ctypes.CDLL(str(build()))
+    if library.wino63_abi() != ABI:
+        raise NativeUnavailable("the cached kernel has another ABI version")
+    pointer, integer = ctypes.c_void_p, ctypes.c_int
+    library.wino63_forward.argtypes = [pointer, integer, integer, integer, integer, integer, pointer, integer,
+                                       pointer, integer, pointer, pointer, integer]
+    library.wino63_forward.restype = integer
+    return library
+
+
+def availability() -> tuple[bool, str]:
+    """(True, "") when the kernel is built and loaded; (False, why) otherwise. Cached per process."""
+    try:
+        _library()
+    except NativeUnavailable as reason:
+        return False, str(reason)
+    return True, ""
+
+
+def available() -> bool:
+    """Whether :class:`NativeWinogradConv` can run here."""
+    return availability()[0]
+
+
+def pack_filters(weight: torch.Tensor) -> np.ndarray:
+    """``G w G^T`` of a (C_out, C_in, 3, 3) weight, computed in float64, packed for the kernel.
+
+    Returns float32 (64, Np / 32, Kp, 32): Kp = C_in rounded up to 16, Np = C_out rounded up to
+    32, zeros in the padding.
+    """
+    out_channels, in_channels = weight.shape[:2]
+    filters = winograd._transformed_filters(weight.detach().float(), torch.from_numpy(winograd.transforms(TILE)[1]))
+    kp = -(-in_channels // IN_BLOCK) * IN_BLOCK
+    np_ = -(-out_channels // OUT_BLOCK) * OUT_BLOCK
+    padded = np.zeros((64, kp, np_), np.float32)
+    padded[:, :in_channels, :out_channels] = filters.numpy()
+    return np.ascontiguousarray(padded.reshape(64, kp, np_ // OUT_BLOCK, OUT_BLOCK).transpose(0, 2, 1, 3))
+
+
+class NativeWinogradConv(nn.Module):
+    """A 3x3 stride-1 convolution (bias, then none / ReLU / PReLU) by the native F(6x6, 3x3) kernel.
+
+    ``forward`` takes an (N, C_in, H, W) float32 tensor (channels-last memory avoids a copy) and
+    returns (N, C_out, H + 2p - 2, W + 2p - 2) float32 in channels-last memory.
+    ``slopes``: PReLU slopes, [C_out] or [1] (shared); ``relu`` and ``slopes`` exclude each other.
+    """
+
+    def __init__(self, conv: nn.Conv2d, *, relu: bool = False, slopes: torch.Tensor | None = None) -> None:
+        super().__init__()
+        if not winograd.applies(conv):
+            raise ValueError("NativeWinogradConv takes 3x3 stride-1 convolutions without dilation or groups")
+        if relu and slopes is not None:
+            raise ValueError("a ReLU and PReLU slopes cannot both follow the convolution")
+        self.library = _library()
+        self.in_channels, self.out_channels = int(conv.in_channels), int(conv.out_channels)
+        self.pad = (int(conv.padding[0]), int(conv.padding[1]))
+        self.filters = pack_filters(conv.weight)
+        self.bias = None if conv.bias is None else np.ascontiguousarray(conv.bias.detach().float().numpy())
+        if slopes is not None:
+            values = slopes.detach().float().reshape(-1).numpy()
+            if values.size not in (1, self.out_channels):
+                raise ValueError(f"PReLU needs 1 or {self.out_channels} slopes, got {values.size}")
+            self.slopes = np.ascontiguousarray(np.broadcast_to(values, (self.out_channels,)), dtype=np.float32)
+            self.activation = "prelu"
+        else:
+            self.slopes = None
+            self.activation = "relu" if relu else "none"
+
+    def extra_repr(self) -> str:
+        return f"{self.in_channels}, {self.out_channels}, F(6x6, 3x3) native, pad={self.pad}, {self.activation}"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, channels, height, width = x.shape
+        if channels != self.in_channels or x.dtype != torch.float32:
+            raise ValueError(f"expected float32 input with {self.in_channels} channels, got {x.dtype} with {channels}")
+        out_h, out_w = height + 2 * self.pad[0] - 2, width + 2 * self.pad[1] - 2
+        nhwc = x.permute(0, 2, 3, 1).contiguous()
+        y = torch.empty((batch, max(out_h, 0), max(out_w, 0), self.out_channels), dtype=torch.float32)
+        bias = self.bias.ctypes.data if self.bias is not None else None
+        slopes = self.slopes.ctypes.data if self.slopes is not None else None
+        threads = torch.get_num_threads()
+        for item in range(batch):
+            status = self.library.wino63_forward(
+                nhwc[item].data_ptr(), height, width, channels, self.pad[0], self.pad[1], self.filters.ctypes.data,
+                self.out_channels, bias, ACTIVATIONS[self.activation], slopes, y[item].data_ptr(), threads)
+            if status != 0:
+                raise MemoryError("the native Winograd kernel could not allocate its tile buffers")
+        return y.permute(0, 3, 1, 2)

@@ -1,11 +1,21 @@
-"""Which float32 engine runs a converted net by default: ncnn or the tuned torch module.
+"""Which float32 engine runs a converted net by default: the tuned torch module or ncnn.
 
 Both compute the Caffe net within float32 rounding (Winograd convolutions: relative error
-about 1e-5). Their speed depends on the net's convolutions: ncnn's native Winograd kernels win
-on nets made of 3x3 convolutions, oneDNN's direct convolutions (torch) on nets with large
-kernels. Measured on this project's bench machine (2 cores, 1x3x368x656 for body nets,
-368x368 for hand/face; synthetic weights), with the share of multiply-adds in 3x3 stride-1
-convolutions:
+about 1e-5). Where posebridge's native Winograd kernel runs (:mod:`posebridge.runtime.native_winograd`:
+AVX-512 and a C compiler), the tuned torch module, which calls it for 3x3 convolutions, is the
+fastest engine for every net measured. Medians on this project's bench machine (2 cores,
+1x3x368x656, synthetic weights, one run each, engines interleaved):
+
+==========  =============  ==========  ==========================  ============
+net         torch+native   ncnn        torch, PyTorch Winograd     OpenCV dnn
+==========  =============  ==========  ==========================  ============
+BODY_25     452            613         836                         884
+COCO        1709           2106        2131                        4230
+==========  =============  ==========  ==========================  ============
+
+Without the native kernel, ncnn's Winograd kernels win on nets made of 3x3 convolutions and
+oneDNN's direct convolutions (torch) on nets with large kernels. Measured then, with the share
+of multiply-adds in 3x3 stride-1 convolutions (368x368 for hand and face):
 
 ==============  =======  ============  ============
 net             share    ncnn (ms)     torch (ms)
@@ -18,9 +28,10 @@ hand            0.571    699           682
 face            0.553    730           694
 ==============  =======  ============  ============
 
-So ncnn is the default when at least :data:`NCNN_MIN_SHARE` of the multiply-adds are in 3x3
-stride-1 convolutions and the ``ncnn`` package imports; torch otherwise, and also when a layer
-has no ncnn writer (:mod:`posebridge.converter.ncnn_export`).
+So the default is torch when the native kernel is available; otherwise ncnn when at least
+:data:`NCNN_MIN_SHARE` of the multiply-adds are in 3x3 stride-1 convolutions and the ``ncnn``
+package imports, and torch otherwise, also when a layer has no ncnn writer
+(:mod:`posebridge.converter.ncnn_export`).
 """
 
 from __future__ import annotations
@@ -69,9 +80,16 @@ def ncnn_available() -> bool:
     return importlib.util.find_spec("ncnn") is not None
 
 
+def native_available() -> bool:
+    """Whether posebridge's native Winograd kernel runs here (built on first call)."""
+    from posebridge.runtime import native_winograd
+
+    return native_winograd.available()
+
+
 def default_fp32_backend(net: CaffeNet) -> str:
     """"ncnn" or "torch": the faster float32 engine for ``net`` by the rule above (the caller falls
     back to torch when a layer turns out to have no ncnn writer)."""
-    if len(net.input_names) != 1 or not ncnn_available():
+    if len(net.input_names) != 1 or native_available() or not ncnn_available():
         return "torch"
     return "ncnn" if winograd_share(net) >= NCNN_MIN_SHARE else "torch"

@@ -66,6 +66,12 @@ def test_share_counts_multiply_adds_per_kernel():
     assert winograd_share(_converted(WITH_SEVEN)) == pytest.approx(three / (three + seven), rel=1e-12)
 
 
+@pytest.fixture(autouse=True)
+def without_native_kernel(monkeypatch):
+    """These tests are about the choice between ncnn and torch without the native Winograd kernel."""
+    monkeypatch.setattr(default_engine, "native_available", lambda: False)
+
+
 @pytest.mark.parametrize(("name", "engine"), [("body_25", "ncnn"), ("coco", "torch"), ("hand", "torch")])
 def test_official_architectures_get_the_engine_measured_faster(name, engine):
     from posebridge import zoo
@@ -74,6 +80,14 @@ def test_official_architectures_get_the_engine_measured_faster(name, engine):
     net = CaffeNet(graph, synthesize(graph, seed=0, init="he"))
     assert (winograd_share(net) >= NCNN_MIN_SHARE) == (engine == "ncnn")
     assert default_fp32_backend(net) == engine
+
+
+def test_with_the_native_kernel_every_net_runs_on_torch(tmp_path, monkeypatch):
+    monkeypatch.setattr(default_engine, "native_available", lambda: True)
+    threes = write_net(tmp_path, THREE_BY_THREE, "threes")
+    assert default_fp32_backend(_converted(THREE_BY_THREE)) == "torch"
+    assert isinstance(open_backend(threes[1], prototxt=threes[0]), TorchBackend)
+    assert isinstance(open_backend(threes[1], prototxt=threes[0], backend="ncnn"), NcnnBackend)  # still on request
 
 
 def test_open_backend_picks_ncnn_for_3x3_nets_and_torch_otherwise(tmp_path, monkeypatch):

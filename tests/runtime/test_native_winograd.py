@@ -1,0 +1,166 @@
+"""The native F(6x6, 3x3) kernel: exactness against float64 convolutions, its build cache, and the tuned net's use of it."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from posebridge.errors import PosebridgeError
+from posebridge.runtime import native_winograd as nw
+from posebridge.runtime.tuned_torch import NATIVE_MIN_IN_CHANNELS, PackedConv, cpu_flags, tune
+
+CAN_BUILD = "avx512f" in cpu_flags() and shutil.which("cc") is not None
+needs_kernel = pytest.mark.skipif(not CAN_BUILD, reason="the native kernel needs an AVX-512F CPU and a C compiler (cc)")
+
+
+def test_the_kernel_builds_wherever_it_can():
+    # Skipping every kernel test whenever availability() is False would hide a broken build.
+    if CAN_BUILD:
+        assert nw.availability() == (True, "")
+    else:
+        assert not nw.available()
+
+
+def _reference(x, conv, activation, slopes):
+    y = F.conv2d(x.double(), conv.weight.double(), None if conv.bias is None else conv.bias.double(),
+                 padding=conv.padding)
+    if activation == "relu":
+        return F.relu(y)
+    if activation == "prelu":
+        return F.prelu(y, slopes.double())
+    return y
+
+
+@needs_kernel
+@pytest.mark.parametrize(("cin", "cout", "size", "pad", "activation", "bias"), [
+    (5, 7, (13, 17), 1, "none", True),        # channels below one vector, maps not multiples of 6
+    (16, 32, (37, 29), 1, "relu", True),      # exactly one input vector, one output block
+    (17, 33, (23, 41), 0, "prelu", False),    # one past each block; no padding; no bias
+    (40, 70, (46, 82), 2, "prelu-shared", True),
+    (64, 1, (7, 5), 1, "relu", True),         # one output channel
+])
+def test_equals_the_float64_convolution_at_odd_sizes(cin, cout, size, pad, activation, bias):
+    torch.manual_seed(cin * 100 + cout)
+    conv = torch.nn.Conv2d(cin, cout, 3, padding=pad, bias=bias)
+    slopes = {"prelu": torch.rand(cout) - 0.25, "prelu-shared": torch.tensor([0.3])}.get(activation)
+    module = nw.NativeWinogradConv(conv, relu=activation == "relu", slopes=slopes)
+    x = torch.randn(2, cin, *size).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        y = module(x)
+        expected = _reference(x, conv, "prelu" if slopes is not None else activation, slopes)
+    assert y.shape == expected.shape and y.dtype == torch.float32
+    assert float((y - expected).abs().max() / expected.abs().max()) < 5e-5  # F(6,3) rounding: about 1e-5
+    assert torch.equal(module(x.contiguous()), y)  # NCHW input: same numbers
+
+
+@needs_kernel
+def test_tiny_and_empty_maps():
+    conv = torch.nn.Conv2d(16, 16, 3, padding=0)
+    module = nw.NativeWinogradConv(conv)
+    one = torch.randn(1, 16, 3, 3)
+    torch.testing.assert_close(module(one), F.conv2d(one, conv.weight, conv.bias), rtol=0, atol=1e-5)
+    assert module(torch.randn(1, 16, 2, 9)).shape == (1, 16, 0, 7)
+
+
+@needs_kernel
+def test_one_and_two_threads_give_identical_outputs():
+    conv = torch.nn.Conv2d(32, 64, 3, padding=1)
+    module = nw.NativeWinogradConv(conv, relu=True)
+    x = torch.randn(1, 32, 31, 43)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        single = module(x)
+        torch.set_num_threads(2)
+        assert torch.equal(module(x), single)  # every tile is computed by one thread, whichever
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_refuses_what_it_cannot_compute():
+    with pytest.raises(ValueError, match="3x3 stride-1"):
+        nw.NativeWinogradConv(torch.nn.Conv2d(16, 16, 3, stride=2))
+    if CAN_BUILD:
+        with pytest.raises(ValueError, match="cannot both"):
+            nw.NativeWinogradConv(torch.nn.Conv2d(16, 16, 3), relu=True, slopes=torch.ones(16))
+        with pytest.raises(ValueError, match="1 or 16 slopes"):
+            nw.NativeWinogradConv(torch.nn.Conv2d(16, 16, 3), slopes=torch.ones(3))
+
+
+def test_generated_transforms_cover_every_matrix_row():
+    code = nw.generated_transforms()
+    assert code.count("o[") == 8 + 6  # bt8 writes 8 outputs, at8 six
+    assert "5.25f" in code and "32.0f" in code and "0.03125f" in code  # B^T's and A^T's extreme entries
+    assert nw.MARKER not in nw.source() and code in nw.source()
+
+
+@needs_kernel
+def test_build_is_cached_by_content(tmp_path):
+    first = nw.build(tmp_path)
+    stamp = first.stat().st_mtime_ns
+    assert nw.build(tmp_path) == first and first.stat().st_mtime_ns == stamp  # not compiled again
+    assert [p.name for p in tmp_path.iterdir()] == [first.name]  # no temporary files left
+
+
+def test_unusable_compilers_are_reported(tmp_path, monkeypatch):
+    monkeypatch.setenv("CC", "no-such-compiler-here")
+    with pytest.raises(nw.NativeUnavailable, match="no C compiler: 'no-such-compiler-here'"):
+        nw.build(tmp_path)
+    failing = tmp_path / "failing-cc"
+    failing.write_text("#!/bin/sh\n[ \"$1\" = --version ] && exit 0\necho 'error: no AVX-512 here' >&2\nexit 1\n")
+    failing.chmod(0o755)
+    monkeypatch.setenv("CC", str(failing))
+    with pytest.raises(nw.NativeUnavailable, match="compiling the kernel .* failed: error: no AVX-512 here"):
+        nw.build(tmp_path / "cache")
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())
+
+
+def test_switched_off_by_the_environment(monkeypatch):
+    monkeypatch.setenv(nw.ENABLE_ENV, "0")
+    nw._library.cache_clear()
+    try:
+        assert nw.availability() == (False, "turned off by POSEBRIDGE_NATIVE=0")
+    finally:
+        monkeypatch.delenv(nw.ENABLE_ENV)
+        nw._library.cache_clear()
+
+
+@needs_kernel
+def test_tuned_body_25_runs_its_3x3_convolutions_natively_with_prelu_fused():
+    from posebridge import zoo
+    from posebridge.converter.network import CaffeNet
+    from posebridge.prototxt.synth import synthesize
+
+    graph = zoo.graph("zoo:body_25")
+    net = CaffeNet(graph, synthesize(graph, seed=2, init="he"))
+    tuned = tune(net)
+    natives = [m for m in tuned.layers.values() if isinstance(m, nw.NativeWinogradConv)]
+    assert tuned.native_convs == len(natives) == 101  # every 3x3 convolution but conv1_1 (3 input channels)
+    assert sum(m.activation == "prelu" for m in natives) > 60 and sum(m.activation == "relu" for m in natives) > 5
+    producer = {top: tuned.layers[step.key] for step in tuned.plan if step.key for top in step.tops}
+    left = [step for step in tuned.plan if step.key and type(tuned.layers[step.key]).__name__ == "CaffePReLU"]
+    assert left and all(isinstance(producer[step.bottoms[0]], PackedConv) for step in left)  # only after 1x1 convs
+    first = next(m for m in tuned.layers.values() if isinstance(m, PackedConv))
+    assert first.plain_weight.shape[1] < NATIVE_MIN_IN_CHANNELS
+    x = torch.from_numpy(np.random.default_rng(1).uniform(-0.5, 0.5, (2, 3, 61, 83)).astype(np.float32))
+    with torch.inference_mode():
+        expected = net(x)
+        assert float((tuned(x) - expected).abs().max() / expected.abs().max()) < 5e-5
+    assert tune(net, native=False).native_convs == 0
+
+
+def test_requiring_the_kernel_where_it_cannot_run_fails_clearly(monkeypatch):
+    from posebridge import zoo
+    from posebridge.converter.network import CaffeNet
+    from posebridge.prototxt.synth import synthesize
+
+    monkeypatch.setattr(nw, "availability", lambda: (False, "the CPU has no AVX-512F"))
+    graph = zoo.graph("zoo:hand")
+    net = CaffeNet(graph, synthesize(graph, seed=0, init="he"))
+    with pytest.raises(PosebridgeError, match="native Winograd kernel cannot run here: the CPU has no AVX-512F"):
+        tune(net, native=True, check=False)
+    assert tune(net, check=False).native_convs == 0  # the default quietly uses the PyTorch form

@@ -217,6 +217,18 @@ def availability() -> tuple[bool, str]:
     return True, ""
 
 
+def describe() -> str:
+    """One line for reports: the compiler the kernel was built with, or why it is not used."""
+    usable, why = availability()
+    if not usable:
+        return f"not used ({why})"
+    try:
+        version = subprocess.run([_compiler(), "--version"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError, NativeUnavailable):
+        version = ""
+    return f"used (built with {(version.splitlines() or ['an unknown compiler'])[0].strip()})"
+
+
 def available() -> bool:
     """Whether :class:`NativeWinogradConv` can run here."""
     return availability()[0]

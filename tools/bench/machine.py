@@ -65,6 +65,7 @@ def library_versions() -> dict[str, str]:
     import torch
 
     import posebridge
+    from posebridge.runtime import native_winograd
 
     return {
         "python": platform.python_version(), "numpy": numpy.__version__, "torch": torch.__version__,
@@ -72,6 +73,7 @@ def library_versions() -> dict[str, str]:
         "ncnn": ncnn.__version__, "posebridge": posebridge.__version__, "posebridge_commit": _git_commit() or "unknown",
         "torch_cpu_capability": str(torch.backends.cpu.get_cpu_capability()),
         "torch_mkldnn": str(torch.backends.mkldnn.is_available()),
+        "native_winograd": native_winograd.describe(),
     }
 
 

@@ -217,6 +217,7 @@ def machine_section(results: dict) -> list[str]:
         f"Libraries: Python {libraries['python']}, numpy {libraries['numpy']}, torch {libraries['torch']} "
         f"({libraries['torch_cpu_capability']}), onnxruntime {libraries['onnxruntime']}, OpenCV {libraries['opencv']}, "
         f"onnx {libraries['onnx']}, ncnn {libraries.get('ncnn', '-')}; "
+        f"native Winograd kernel: {libraries.get('native_winograd', '-')}; "
         f"posebridge {libraries['posebridge']} ({libraries['posebridge_commit']}).",
         f"Load average (1/5/15 min) at start {load.get('start')}, at end {load.get('end')}; "
         f"{results['config']['warmup']} warm-up + {results['config']['repeats']} timed runs per forward, "

@@ -34,8 +34,9 @@ from posebridge.runtime.heap import keep_freed_memory
 
 BACKENDS = ("torch", "ncnn", "onnxruntime", "opencv")
 PRECISIONS = ("fp32", "bf16", "int8")
-#: The backend each reduced precision runs on.
-PRECISION_BACKEND = {"bf16": "torch", "int8": "onnxruntime"}
+#: The backends each reduced precision runs on (int8: torch with the native int8 Winograd kernel
+#: where it runs, else onnxruntime on a calibrated int8 model).
+PRECISION_BACKENDS = {"bf16": ("torch",), "int8": ("torch", "onnxruntime")}
 
 
 class Backend(Protocol):
@@ -71,15 +72,15 @@ class TorchBackend:
         from posebridge.converter.network import CaffeNet
 
         keep_freed_memory()
-        if self.precision not in ("fp32", "bf16"):
-            raise PosebridgeError(f"the torch backend runs fp32 or bf16, not '{self.precision}'")
+        if self.precision not in ("fp32", "bf16", "int8"):
+            raise PosebridgeError(f"the torch backend runs fp32, bf16 or int8, not '{self.precision}'")
         runner = self.model
         if self.tuned and isinstance(self.model, CaffeNet) and len(self.model.input_names) == 1:
             from posebridge.runtime.tuned_torch import tune
 
             runner = tune(self.model, self.precision, use_winograd=self.winograd)
         elif self.precision != "fp32":
-            raise PosebridgeError("bf16 needs a converted single-input net (tuned=True)")
+            raise PosebridgeError(f"{self.precision} needs a converted single-input net (tuned=True)")
         self._runner = runner
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
@@ -210,23 +211,26 @@ def _check_precision(precision: str, backend: str | None, path: str) -> str | No
     """The backend a precision needs (None: any); errors for impossible pairs."""
     if precision not in PRECISIONS:
         raise PosebridgeError(f"unknown precision '{precision}'; choose one of {', '.join(PRECISIONS)}")
-    needed = PRECISION_BACKEND.get(precision)
-    if needed and backend not in (None, needed):
-        raise PosebridgeError(f"precision {precision} runs on the {needed} backend, not '{backend}'", file=path)
-    return needed
+    allowed = PRECISION_BACKENDS.get(precision)
+    if allowed and backend not in (None, *allowed):
+        raise PosebridgeError(f"precision {precision} runs on the {' or '.join(allowed)} backend, not '{backend}'",
+                              file=path)
+    return allowed[0] if allowed and len(allowed) == 1 else None
 
 
 def open_backend(model: str | os.PathLike, *, prototxt: str | os.PathLike | None = None,
                  backend: str | None = None, precision: str = "fp32", winograd: bool = True, log=None) -> Backend:
     """Open MODEL (.caffemodel, .safetensors or .onnx; ``prototxt`` for the first two).
 
-    The default backend follows the file: onnxruntime for .onnx; otherwise ncnn for nets made of
-    3x3 convolutions (BODY_25) and torch for the others (tuned, see
-    :mod:`posebridge.runtime.tuned_torch`; the rule and its measurements:
-    :mod:`posebridge.runtime.default_engine`). When the default ncnn engine cannot write a layer,
+    The default backend follows the file: onnxruntime for .onnx; otherwise the tuned torch net
+    (:mod:`posebridge.runtime.tuned_torch`) where the native Winograd kernel runs, else ncnn for
+    nets made of 3x3 convolutions (BODY_25) and torch for the others (the rule and its
+    measurements: :mod:`posebridge.runtime.default_engine`). When the default ncnn engine cannot write a layer,
     or disagrees with the converted net, torch runs the net (``log`` hears why).
-    ``precision`` bf16 runs on torch (from Caffe or safetensors weights); int8 runs on onnxruntime, from an int8 model made once and cached
-    (:func:`posebridge.runtime.int8_cache.int8_model`; ``log`` hears about it). ``winograd=False``
+    ``precision`` bf16 runs on torch (from Caffe or safetensors weights); int8 runs on torch with the
+    native int8 Winograd kernel where it runs (Caffe or safetensors weights), else on onnxruntime,
+    from an int8 model made once and cached (:func:`posebridge.runtime.int8_cache.int8_model`;
+    ``log`` hears about it; ``backend="onnxruntime"`` asks for that one). ``winograd=False``
     runs torch with its 3x3 convolutions in the direct form (:mod:`posebridge.runtime.winograd`).
     """
     path = os.fspath(model)
@@ -254,6 +258,8 @@ def open_backend(model: str | os.PathLike, *, prototxt: str | os.PathLike | None
         raise PosebridgeError("a .caffemodel or .safetensors model needs --prototxt (a file or zoo:NAME)", file=path)
     graph = load_graph(prototxt)
     chosen = needed or backend
+    if precision == "int8" and chosen in (None, "torch") and _native_int8(chosen):
+        return _converted_int8(graph, path, suffix)
     if precision == "int8":
         from posebridge.runtime.int8_cache import int8_model
 
@@ -275,6 +281,27 @@ def open_backend(model: str | os.PathLike, *, prototxt: str | os.PathLike | None
     from posebridge.prototxt.loader import load_weights
 
     return _converted_backend(convert(graph, load_weights(graph, path)), family, chosen, precision, winograd, log)
+
+
+def _native_int8(chosen: str | None) -> bool:
+    """Whether int8 runs on torch's native int8 Winograd kernel (required when torch was asked for)."""
+    from posebridge.runtime import native_winograd
+
+    usable, why = native_winograd.availability("wino23_int8")
+    if chosen == "torch" and not usable:
+        raise PosebridgeError(f"int8 on the torch backend needs the native int8 Winograd kernel: {why}")
+    return usable
+
+
+def _converted_int8(graph, path: str, suffix: str) -> Backend:
+    if suffix == ".safetensors":
+        from posebridge.converter.weights_io import load_safetensors
+
+        return TorchBackend(load_safetensors(graph, path), _family_of_graph(graph, None), precision="int8")
+    from posebridge.converter.api import convert
+    from posebridge.prototxt.loader import load_weights
+
+    return TorchBackend(convert(graph, load_weights(graph, path)), _family_of_graph(graph, path), precision="int8")
 
 
 def _converted_backend(net, family: ModelFamily, chosen: str | None, precision: str, winograd: bool,

@@ -29,6 +29,8 @@ import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -39,8 +41,11 @@ from torch import nn
 from posebridge.runtime import winograd
 
 SOURCE = Path(__file__).with_name("native") / "wino63.c"
+INT8_SOURCE = Path(__file__).with_name("native") / "wino23_int8.c"
 MARKER = "/* @TRANSFORMS@ */"
 FLAGS = ("-O3", "-mavx512f", "-mfma", "-fopenmp", "-shared", "-fPIC", "-std=c11")
+INT8_FLAGS = ("-O3", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512vnni", "-mfma", "-fopenmp", "-shared",
+              "-fPIC", "-std=c11")
 ENABLE_ENV = "POSEBRIDGE_NATIVE"
 CACHE_ENV = "XDG_CACHE_HOME"
 CACHE_SUBDIR = ("posebridge", "native")
@@ -139,6 +144,24 @@ def source() -> str:
     return text.replace(MARKER, generated_transforms())
 
 
+@dataclass(frozen=True)
+class Kernel:
+    """One native library: its C source, compiler flags and the CPU flags it needs."""
+
+    name: str
+    text: Callable[[], str]
+    flags: tuple[str, ...]
+    cpu_flags: frozenset[str]
+    abi_symbol: str
+
+
+KERNELS = {
+    "wino63": Kernel("wino63", source, FLAGS, frozenset({"avx512f"}), "wino63_abi"),
+    "wino23_int8": Kernel("wino23_int8", lambda: INT8_SOURCE.read_text(encoding="utf-8"), INT8_FLAGS,
+                          frozenset({"avx512f", "avx512bw", "avx512vl", "avx512_vnni"}), "wino23_int8_abi"),
+}
+
+
 def cache_dir() -> Path:
     """Where compiled kernels are kept."""
     base = os.environ.get(CACHE_ENV) or str(Path.home() / ".cache")
@@ -153,37 +176,38 @@ def _compiler() -> str:
     return path
 
 
-def _cpu_has_avx512f() -> bool:
+def _missing_cpu_flags(kernel: Kernel) -> list[str]:
     from posebridge.runtime.tuned_torch import cpu_flags
 
-    return "avx512f" in cpu_flags()
+    return sorted(kernel.cpu_flags - cpu_flags())
 
 
-def build(folder: Path | None = None) -> Path:
-    """Compile the kernel (once per source, flags and compiler) and return the shared library's path."""
+def build(folder: Path | None = None, kernel: str = "wino63") -> Path:
+    """Compile a kernel (once per source, flags and compiler) and return the shared library's path."""
+    spec = KERNELS[kernel]
     compiler = _compiler()
-    text = source()
+    text = spec.text()
     try:
         version = subprocess.run([compiler, "--version"], capture_output=True, text=True, timeout=30).stdout
     except (OSError, subprocess.SubprocessError) as error:
         raise NativeUnavailable(f"the C compiler '{compiler}' does not run: {error}") from None
-    key = hashlib.sha256("\0".join((text, " ".join(FLAGS), version)).encode()).hexdigest()[:24]
+    key = hashlib.sha256("\0".join((text, " ".join(spec.flags), version)).encode()).hexdigest()[:24]
     target_dir = folder if folder is not None else cache_dir()
-    target = target_dir / f"wino63-{key}.so"
+    target = target_dir / f"{kernel}-{key}.so"
     if target.is_file():
         return target
     try:
         target_dir.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix="posebridge-native-") as scratch:
-            c_file = Path(scratch) / "wino63.c"
+            c_file = Path(scratch) / f"{kernel}.c"
             c_file.write_text(text, encoding="utf-8")
-            built = Path(scratch) / "wino63.so"
-            result = subprocess.run([compiler, *FLAGS, "-o", str(built), str(c_file)], capture_output=True,
+            built = Path(scratch) / f"{kernel}.so"
+            result = subprocess.run([compiler, *spec.flags, "-o", str(built), str(c_file)], capture_output=True,
                                     text=True, timeout=COMPILE_TIMEOUT_S)
             if result.returncode != 0:
                 first = (result.stderr.strip().splitlines() or ["no message"])[0]
                 raise NativeUnavailable(f"compiling the kernel with '{compiler}' failed: {first}")
-            handle, partial = tempfile.mkstemp(prefix=".wino63-", suffix=".so", dir=target_dir)
+            handle, partial = tempfile.mkstemp(prefix=f".{kernel}-", suffix=".so", dir=target_dir)
             os.close(handle)
             shutil.copyfile(built, partial)
             os.replace(partial, target)  # atomic: another process sees the old state or the whole file
@@ -192,26 +216,33 @@ def build(folder: Path | None = None) -> Path:
     return target
 
 
-@lru_cache(maxsize=1)
-def _library() -> ctypes.CDLL:
+@lru_cache(maxsize=None)
+def _library(kernel: str = "wino63") -> ctypes.CDLL:
     if os.environ.get(ENABLE_ENV, "1") == "0":
         raise NativeUnavailable(f"turned off by {ENABLE_ENV}=0")
-    if not _cpu_has_avx512f():
-        raise NativeUnavailable("the CPU has no AVX-512F")
-    library = ctypes.CDLL(str(build()))
-    if library.wino63_abi() != ABI:
+    spec = KERNELS[kernel]
+    missing = _missing_cpu_flags(spec)
+    if missing:
+        raise NativeUnavailable(f"the CPU lacks {', '.join(missing)}")
+    library = ctypes.CDLL(str(build(kernel=kernel)))
+    if getattr(library, spec.abi_symbol)() != ABI:
         raise NativeUnavailable("the cached kernel has another ABI version")
     pointer, integer = ctypes.c_void_p, ctypes.c_int
-    library.wino63_forward.argtypes = [pointer, integer, integer, integer, integer, integer, pointer, integer,
-                                       pointer, integer, pointer, pointer, integer]
-    library.wino63_forward.restype = integer
+    if kernel == "wino63":
+        library.wino63_forward.argtypes = [pointer, integer, integer, integer, integer, integer, pointer, integer,
+                                           pointer, integer, pointer, pointer, integer]
+        library.wino63_forward.restype = integer
+    else:
+        library.wino23_int8_forward.argtypes = [pointer, integer, integer, integer, integer, integer, pointer,
+                                                pointer, pointer, integer, pointer, integer, pointer, pointer, integer]
+        library.wino23_int8_forward.restype = integer
     return library
 
 
-def availability() -> tuple[bool, str]:
+def availability(kernel: str = "wino63") -> tuple[bool, str]:
     """(True, "") when the kernel is built and loaded; (False, why) otherwise. Cached per process."""
     try:
-        _library()
+        _library(kernel)
     except NativeUnavailable as reason:
         return False, str(reason)
     return True, ""
@@ -229,9 +260,9 @@ def describe() -> str:
     return f"used (built with {(version.splitlines() or ['an unknown compiler'])[0].strip()})"
 
 
-def available() -> bool:
-    """Whether :class:`NativeWinogradConv` can run here."""
-    return availability()[0]
+def available(kernel: str = "wino63") -> bool:
+    """Whether :class:`NativeWinogradConv` (or, for "wino23_int8", :class:`NativeInt8WinogradConv`) can run here."""
+    return availability(kernel)[0]
 
 
 def pack_filters(weight: torch.Tensor) -> np.ndarray:
@@ -263,10 +294,10 @@ class NativeWinogradConv(nn.Module):
             raise ValueError("NativeWinogradConv takes 3x3 stride-1 convolutions without dilation or groups")
         if relu and slopes is not None:
             raise ValueError("a ReLU and PReLU slopes cannot both follow the convolution")
-        self.library = _library()
+        self.library = _library(self.KERNEL)
         self.in_channels, self.out_channels = int(conv.in_channels), int(conv.out_channels)
         self.pad = (int(conv.padding[0]), int(conv.padding[1]))
-        self.filters = pack_filters(conv.weight)
+        self._pack(conv.weight)
         self.bias = None if conv.bias is None else np.ascontiguousarray(conv.bias.detach().float().numpy())
         if slopes is not None:
             values = slopes.detach().float().reshape(-1).numpy()
@@ -277,6 +308,11 @@ class NativeWinogradConv(nn.Module):
         else:
             self.slopes = None
             self.activation = "relu" if relu else "none"
+
+    KERNEL = "wino63"
+
+    def _pack(self, weight: torch.Tensor) -> None:
+        self.filters = pack_filters(weight)
 
     def extra_repr(self) -> str:
         return f"{self.in_channels}, {self.out_channels}, F(6x6, 3x3) native, pad={self.pad}, {self.activation}"
@@ -297,4 +333,74 @@ class NativeWinogradConv(nn.Module):
                 self.out_channels, bias, ACTIVATIONS[self.activation], slopes, y[item].data_ptr(), threads)
             if status != 0:
                 raise MemoryError("the native Winograd kernel could not allocate its tile buffers")
+        return y.permute(0, 3, 1, 2)
+
+
+#: F(2x2, 3x3) of the int8 kernel (Lavin and Gray 2016; entries 0, +-1 in B^T and A^T), as in wino23_int8.c.
+INT8_BT = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], dtype=np.float64)
+INT8_G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], dtype=np.float64)
+INT8_AT = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], dtype=np.float64)
+INT8_LEVELS = 127
+#: The int8 kernel stores transformed inputs as uint8 with this offset (VNNI multiplies unsigned by signed bytes).
+INT8_OFFSET = 128
+
+
+def pack_int8_filters(weight: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``G w G^T`` (float64) of a (C_out, C_in, 3, 3) weight, rounded to int8 per position and output channel.
+
+    Returns (filters int8 (16, Np/32, Kp/4, 32, 4), scales float32 (16, Np), offset compensation
+    int32 (16, Np) = 128 * sum over C_in of the int8 filters); Kp = C_in rounded up to 16, Np = C_out
+    rounded up to 32, zeros in the padding.
+    """
+    w = weight.detach().double().numpy()
+    out_channels, in_channels = w.shape[:2]
+    transformed = np.einsum("ak,oikl,bl->abio", INT8_G, w, INT8_G).reshape(16, in_channels, out_channels)
+    scales = np.abs(transformed).max(axis=1) / INT8_LEVELS
+    scales[scales == 0] = 1.0
+    kp = -(-in_channels // IN_BLOCK) * IN_BLOCK
+    np_ = -(-out_channels // OUT_BLOCK) * OUT_BLOCK
+    levels = np.zeros((16, kp, np_), np.int8)
+    levels[:, :in_channels, :out_channels] = np.rint(transformed / scales[:, None, :])
+    packed = levels.reshape(16, kp // 4, 4, np_ // OUT_BLOCK, OUT_BLOCK).transpose(0, 3, 1, 4, 2)
+    padded_scales = np.zeros((16, np_), np.float32)
+    padded_scales[:, :out_channels] = scales
+    compensation = INT8_OFFSET * levels.astype(np.int32).sum(axis=1)
+    return np.ascontiguousarray(packed), padded_scales, np.ascontiguousarray(compensation, dtype=np.int32)
+
+
+class NativeInt8WinogradConv(NativeWinogradConv):
+    """A 3x3 stride-1 convolution by F(2x2, 3x3) with int8 products (``--precision int8``).
+
+    Filters are rounded once per position and output channel; the transformed inputs are rounded
+    per block of 12 tiles and position, with the scale taken from that block's own values, so no
+    calibration is needed. Relative error of one layer against float64: about 1.5e-2 (direct
+    int8: 1.3e-2; :mod:`posebridge.tools.winograd_precision`). Same interface as
+    :class:`NativeWinogradConv`.
+    """
+
+    KERNEL = "wino23_int8"
+
+    def _pack(self, weight: torch.Tensor) -> None:
+        self.int8_filters, self.filter_scales, self.compensation = pack_int8_filters(weight)
+
+    def extra_repr(self) -> str:
+        return f"{self.in_channels}, {self.out_channels}, F(2x2, 3x3) int8 native, pad={self.pad}, {self.activation}"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, channels, height, width = x.shape
+        if channels != self.in_channels or x.dtype != torch.float32:
+            raise ValueError(f"expected float32 input with {self.in_channels} channels, got {x.dtype} with {channels}")
+        out_h, out_w = height + 2 * self.pad[0] - 2, width + 2 * self.pad[1] - 2
+        nhwc = x.permute(0, 2, 3, 1).contiguous()
+        y = torch.empty((batch, max(out_h, 0), max(out_w, 0), self.out_channels), dtype=torch.float32)
+        bias = self.bias.ctypes.data if self.bias is not None else None
+        slopes = self.slopes.ctypes.data if self.slopes is not None else None
+        threads = torch.get_num_threads()
+        for item in range(batch):
+            status = self.library.wino23_int8_forward(
+                nhwc[item].data_ptr(), height, width, channels, self.pad[0], self.pad[1],
+                self.int8_filters.ctypes.data, self.filter_scales.ctypes.data, self.compensation.ctypes.data,
+                self.out_channels, bias, ACTIVATIONS[self.activation], slopes, y[item].data_ptr(), threads)
+            if status != 0:
+                raise MemoryError("the native int8 Winograd kernel could not allocate its tile buffers")
         return y.permute(0, 3, 1, 2)

@@ -21,7 +21,10 @@
 error about 1e-6 for the direct convolutions, about 1e-5 with Winograd layers (the converted
 net's own error against float64 is about 1e-6; OpenCV dnn's against it about 4e-6).
 ``precision="bf16"`` stores weights and activations in bfloat16 (oneDNN accumulates in float32)
-and returns float32 maps; it is opt-in and its error is measured by ``posebridge bench``.
+and returns float32 maps; ``precision="int8"`` runs the 3x3 convolutions with at least
+:data:`NATIVE_MIN_IN_CHANNELS` input channels by the native int8 F(2x2, 3x3) kernel
+(:class:`~posebridge.runtime.native_winograd.NativeInt8WinogradConv`) and everything else in
+float32. Both are opt-in and their error is measured by ``posebridge bench``.
 Layers without a bf16-safe form run in float32 inside a bf16 net. A build-time self-check runs
 both nets on a small input and raises :class:`~posebridge.errors.ParityError` when the tuned one
 disagrees beyond its tolerance.
@@ -44,12 +47,13 @@ from posebridge.errors import ParityError, PosebridgeError
 from posebridge.runtime import winograd
 from posebridge.runtime.winograd import WinogradConv
 
-PRECISIONS = ("fp32", "bf16")
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+PRECISIONS = ("fp32", "bf16", "int8")
+#: Activation dtype per precision (int8 rounds inside its convolutions only).
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "int8": torch.float32}
 #: Self-check: input (height, width), seed and the largest relative error accepted per precision.
 CHECK_SIZE = (32, 32)
 CHECK_SEED = 0
-CHECK_TOLERANCE = {"fp32": 1e-4, "bf16": 0.1}
+CHECK_TOLERANCE = {"fp32": 1e-4, "bf16": 0.1, "int8": 0.3}
 #: Module types that compute correctly on bfloat16 tensors once their parameters are bfloat16.
 #: Input shapes for which a PackedConv keeps reordered weights (each copy is the layer's size).
 PACKED_SHAPES = 1
@@ -269,6 +273,13 @@ class TunedNet(nn.Module):
         # Winograd in bfloat16 would multiply the rounding of its transforms: float32 only.
         self.use_winograd = use_winograd and precision == "fp32"
         self.native = self._native_wanted(native)
+        self.int8 = precision == "int8"
+        if self.int8:
+            from posebridge.runtime import native_winograd
+
+            usable, why = native_winograd.availability("wino23_int8")
+            if not usable:
+                raise PosebridgeError(f"the tuned int8 net needs the native int8 Winograd kernel: {why}")
         self.winograd_convs = 0
         self.native_convs = 0
         self.input_name = net.input_names[0]
@@ -335,17 +346,18 @@ class TunedNet(nn.Module):
         return usable
 
     def _runs_native(self, conv: nn.Conv2d) -> bool:
-        return (self.native and winograd.applies(conv) and conv.in_channels >= NATIVE_MIN_IN_CHANNELS
+        return ((self.native or self.int8) and winograd.applies(conv) and conv.in_channels >= NATIVE_MIN_IN_CHANNELS
                 and conv.weight.dtype == torch.float32)
 
     def _native_conv(self, conv: nn.Conv2d, activation: nn.Module | None) -> nn.Module:
-        from posebridge.runtime.native_winograd import NativeWinogradConv
+        from posebridge.runtime.native_winograd import NativeInt8WinogradConv, NativeWinogradConv
 
+        kind = NativeInt8WinogradConv if self.int8 else NativeWinogradConv
         self.native_convs += 1
         self.winograd_convs += 1
         if isinstance(activation, CaffePReLU):
-            return NativeWinogradConv(conv, slopes=activation.weight)
-        return NativeWinogradConv(conv, relu=activation is not None)
+            return kind(conv, slopes=activation.weight)
+        return kind(conv, relu=activation is not None)
 
     def _conv(self, conv: nn.Conv2d, relu: bool) -> nn.Module:
         import copy

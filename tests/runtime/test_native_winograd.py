@@ -164,3 +164,75 @@ def test_requiring_the_kernel_where_it_cannot_run_fails_clearly(monkeypatch):
     with pytest.raises(PosebridgeError, match="native Winograd kernel cannot run here: the CPU has no AVX-512F"):
         tune(net, native=True, check=False)
     assert tune(net, check=False).native_convs == 0  # the default quietly uses the PyTorch form
+
+
+CAN_BUILD_INT8 = CAN_BUILD and {"avx512bw", "avx512vl", "avx512_vnni"} <= cpu_flags()
+needs_int8_kernel = pytest.mark.skipif(not CAN_BUILD_INT8, reason="the int8 kernel needs AVX-512 VNNI and a C compiler")
+
+
+def test_int8_kernel_builds_wherever_it_can():
+    assert nw.available("wino23_int8") == CAN_BUILD_INT8
+
+
+def test_int8_transforms_are_a_winograd_identity():
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        d, g = rng.standard_normal(4), rng.standard_normal(3)
+        y = nw.INT8_AT @ ((nw.INT8_G @ g) * (nw.INT8_BT @ d))
+        np.testing.assert_allclose(y, [d[0:3] @ g, d[1:4] @ g], rtol=0, atol=1e-12)  # Caffe's cross-correlation
+    weight = torch.randn(5, 7, 3, 3)
+    packed, scales, compensation = nw.pack_int8_filters(weight)
+    assert packed.shape == (16, 1, 4, 32, 4) and packed.dtype == np.int8  # Kp 16 -> 4 groups of 4
+    levels = packed.transpose(0, 2, 4, 1, 3).reshape(16, 16, 32)  # back to (position, k, co)
+    assert np.abs(levels[:, :7, :5]).max() == 127 and not levels[:, 7:].any() and not levels[:, :, 5:].any()
+    np.testing.assert_array_equal(compensation, 128 * levels.astype(np.int32).sum(axis=1))
+    assert (scales[:, :5] > 0).all() and not scales[:, 5:].any()
+
+
+@needs_int8_kernel
+@pytest.mark.parametrize(("cin", "cout", "size", "pad", "activation"), [
+    (5, 7, (13, 17), 1, "none"), (16, 33, (37, 29), 1, "relu"), (40, 70, (23, 41), 0, "prelu"), (128, 96, (46, 82), 2, "relu"),
+])
+def test_int8_stays_near_the_float64_convolution_at_odd_sizes(cin, cout, size, pad, activation):
+    torch.manual_seed(cin + cout)
+    conv = torch.nn.Conv2d(cin, cout, 3, padding=pad)
+    slopes = torch.rand(cout) if activation == "prelu" else None
+    module = nw.NativeInt8WinogradConv(conv, relu=activation == "relu", slopes=slopes)
+    x = torch.relu(torch.randn(2, cin, *size))
+    with torch.inference_mode():
+        y = module(x)
+        expected = _reference(x, conv, activation, slopes)
+    assert y.shape == expected.shape
+    error = float((y - expected).abs().max() / expected.abs().max())
+    assert 1e-4 < error < 0.03  # int8 rounding (direct int8 on such a layer: about 1.3e-2)
+
+
+@needs_int8_kernel
+def test_tuned_int8_body_25_and_the_int8_backend_choice(tmp_path, monkeypatch):
+    from helpers_bench import write_small_net
+
+    from posebridge import zoo
+    from posebridge.converter.network import CaffeNet
+    from posebridge.prototxt.synth import synthesize
+    from posebridge.runtime import backends
+    from posebridge.runtime.backends import OnnxBackend, TorchBackend, open_backend
+
+    graph = zoo.graph("zoo:body_25")
+    net = CaffeNet(graph, synthesize(graph, seed=2, init="he"))
+    int8 = tune(net, "int8")
+    assert int8.native_convs == 101
+    assert all(isinstance(m, nw.NativeInt8WinogradConv) for m in int8.layers.values() if isinstance(m, nw.NativeWinogradConv))
+    x = torch.from_numpy(np.random.default_rng(1).uniform(-0.5, 0.5, (2, 3, 61, 83)).astype(np.float32))
+    with torch.inference_mode():
+        expected = net(x)
+        error = float((int8(x) - expected).abs().max() / expected.abs().max())
+    assert 1e-3 < error < 0.3
+    prototxt, caffemodel = write_small_net(tmp_path)
+    chosen = open_backend(caffemodel, prototxt=prototxt, precision="int8")
+    assert isinstance(chosen, TorchBackend) and chosen.precision == "int8"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # the onnxruntime int8 model is cached there
+    monkeypatch.setattr(nw, "availability", lambda kernel="wino63": (False, "the CPU lacks avx512_vnni"))
+    with pytest.raises(PosebridgeError, match="int8 on the torch backend needs the native int8 Winograd kernel"):
+        open_backend(caffemodel, prototxt=prototxt, precision="int8", backend="torch")
+    assert backends.PRECISION_BACKENDS["int8"] == ("torch", "onnxruntime")
+    assert isinstance(open_backend(caffemodel, prototxt=prototxt, precision="int8"), OnnxBackend)  # the fallback

@@ -155,14 +155,14 @@ def test_backends_default_to_the_tuned_net_and_refuse_impossible_precisions(tmp_
                                atol=1e-5 * np.abs(untuned.infer(batch)).max())
     bf16 = open_backend(caffemodel, prototxt=prototxt, precision="bf16")
     assert bf16._runner.precision == "bf16"
-    with pytest.raises(PosebridgeError, match="precision int8 runs on the onnxruntime backend"):
+    with pytest.raises(PosebridgeError, match="precision int8 runs on the torch or onnxruntime backend"):
         open_backend(caffemodel, prototxt=prototxt, backend="opencv", precision="int8")
     with pytest.raises(PosebridgeError, match="precision bf16 runs on the torch backend"):
         open_backend(caffemodel, prototxt=prototxt, backend="onnxruntime", precision="bf16")
     with pytest.raises(PosebridgeError, match="unknown precision"):
         open_backend(caffemodel, prototxt=prototxt, precision="fp8")
-    with pytest.raises(PosebridgeError, match="torch backend runs fp32 or bf16"):
-        TorchBackend(backend.model, ModelFamily("x", "test", None, None, 0, None, None), precision="int8")
+    with pytest.raises(PosebridgeError, match="torch backend runs fp32, bf16 or int8"):
+        TorchBackend(backend.model, ModelFamily("x", "test", None, None, 0, None, None), precision="fp16")
 
 
 @pytest.mark.parametrize("name", ["coco", "body_25", "mpi", "hand", "face"])

@@ -33,7 +33,7 @@ class BenchConfig:
     nets: tuple[str, ...] = ("coco", "body_25")
     sizes: tuple[tuple[int, int], ...] = ((184, 328), (276, 492), (368, 656))
     backends: tuple[str, ...] = ("opencv", "torch-eager", "onnxruntime", "torch-direct", "torch", "ncnn",
-                                 "torch-bf16", "onnxruntime-int8")
+                                 "torch-bf16", "torch-int8", "onnxruntime-int8")
     warmup: int = 1
     repeats: int = 5
     threads: int = 0  # 0: every usable CPU
@@ -46,7 +46,8 @@ class BenchConfig:
     accuracy_photos: int = 3
     accuracy_photo_size: tuple[int, int] | None = None  # (w, h) to resize the photos to
     accuracy_resolution: str = "-1x368"
-    e2e_backends: tuple[str, ...] = ("opencv", "onnxruntime", "torch", "ncnn", "torch-bf16", "onnxruntime-int8")
+    e2e_backends: tuple[str, ...] = ("opencv", "onnxruntime", "torch", "ncnn", "torch-bf16", "torch-int8",
+                                     "onnxruntime-int8")
     e2e_images: int = 4
     e2e_video_frames: int = 8
     e2e_frame_size: tuple[int, int] = (656, 368)  # (w, h)

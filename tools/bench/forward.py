@@ -41,7 +41,9 @@ BACKENDS: dict[str, BackendInfo] = {
                          "fp32", "engine"),
     "ncnn": BackendInfo("posebridge ncnn (native Winograd kernels)", "fp32", "engine"),
     "torch-bf16": BackendInfo("posebridge torch bf16 (--precision bf16)", "bf16", "opt-in"),
-    "onnxruntime-int8": BackendInfo("onnxruntime int8 (--precision int8)", "int8", "opt-in"),
+    "torch-int8": BackendInfo("posebridge torch int8: native int8 Winograd F(2x2, 3x3) (--precision int8)", "int8",
+                              "opt-in"),
+    "onnxruntime-int8": BackendInfo("onnxruntime int8 (--precision int8 --backend onnxruntime)", "int8", "opt-in"),
 }
 #: The default fp32 engine when a net's own is unknown (results written before ncnn existed).
 DEFAULT_BACKEND = "torch"
@@ -77,6 +79,7 @@ def build_backends(files: NetFiles, names: Sequence[str], threads: int, model=No
         "torch": lambda: TorchBackend(model, family),
         "ncnn": lambda: NcnnBackend(model, family, threads=threads),
         "torch-bf16": lambda: TorchBackend(model, family, precision="bf16"),
+        "torch-int8": lambda: TorchBackend(model, family, precision="int8"),
         "onnxruntime": lambda: OnnxBackend(str(files.onnx), family, threads=threads),
         "onnxruntime-int8": lambda: OnnxBackend(str(files.int8), family, threads=threads, precision="int8"),
     }

@@ -1,0 +1,200 @@
+/* 3x3 stride-1 convolution by Winograd's F(2x2, 3x3) with int8 products (AVX-512 VNNI),
+ * fused with bias and an activation.
+ *
+ * Transforms (Lavin and Gray 2016): B^T = [[1,0,-1,0],[0,1,1,0],[0,-1,1,0],[0,1,0,-1]],
+ * G = [[1,0,0],[1/2,1/2,1/2],[1/2,-1/2,1/2],[0,0,1]], A^T = [[1,1,1,0],[0,1,-1,-1]]; their
+ * entries are 0 and +-1 in B^T and A^T, so the transforms add no rounding of their own and
+ * int8 keeps about the direct form's accuracy (F(4,3) and F(6,3) would multiply it by 20-40).
+ *
+ * Layouts:
+ *   x    NHWC float32 input of one image, [H][W][Cin]
+ *   V    int8 transformed filters round(G w G^T / sv), [16][Np/32][Kp/4][32 co][4 k]
+ *   sv   float32 [16][Np] filter scales (per position and output channel)
+ *   comp int32 [16][Np] = 128 * sum_k V (the inputs are stored as uint8 with an offset of 128)
+ *   y    NHWC float32 output, [Ho][Wo][Cout]
+ * Kp = Cin rounded up to 16, Np = Cout rounded up to 32.
+ *
+ * Each thread takes blocks of TB output tiles (2x2 each): it transforms their 4x4 input tiles in
+ * float32, quantizes each of the 16 positions with its own scale (absmax over the block / 127,
+ * so the scales follow the data: no calibration), multiplies with vpdpbusd into int32, and
+ * transforms back in float32 with the bias and activation.
+ */
+#include <immintrin.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifndef TB
+#define TB 12
+#endif
+#define NB 32
+
+static inline int ceil_div(int a, int b) { return (a + b - 1) / b; }
+static inline __mmask16 lane_mask(int left) {
+    return left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (left > 0 ? left : 0)) - 1u);
+}
+
+/* Uf: [16][TB][Kp] fp32; returns absmax per position in amax[16] */
+static void input_tiles(const float *x, int H, int W, int Cin, int Kp, int pad_h, int pad_w,
+                        int tiles_w, int t0, int T, float *Uf, float *amax)
+{
+    __m512 mx[16];
+    for (int p = 0; p < 16; p++) mx[p] = _mm512_setzero_ps();
+    for (int t = 0; t < T; t++) {
+        const int y0 = ((t0 + t) / tiles_w) * 2 - pad_h, x0 = ((t0 + t) % tiles_w) * 2 - pad_w;
+        for (int k = 0; k < Kp; k += 16) {
+            const __mmask16 mask = lane_mask(Cin - k);
+            __m512 d[4][4], r[4][4];
+            for (int i = 0; i < 4; i++) {
+                const int yy = y0 + i;
+                for (int j = 0; j < 4; j++) {
+                    const int xx = x0 + j;
+                    d[i][j] = (yy >= 0 && yy < H && xx >= 0 && xx < W)
+                        ? _mm512_maskz_loadu_ps(mask, x + ((size_t)yy * W + xx) * Cin + k) : _mm512_setzero_ps();
+                }
+            }
+            for (int j = 0; j < 4; j++) {
+                r[0][j] = _mm512_sub_ps(d[0][j], d[2][j]);
+                r[1][j] = _mm512_add_ps(d[1][j], d[2][j]);
+                r[2][j] = _mm512_sub_ps(d[2][j], d[1][j]);
+                r[3][j] = _mm512_sub_ps(d[1][j], d[3][j]);
+            }
+            for (int a = 0; a < 4; a++) {
+                __m512 u[4];
+                u[0] = _mm512_sub_ps(r[a][0], r[a][2]);
+                u[1] = _mm512_add_ps(r[a][1], r[a][2]);
+                u[2] = _mm512_sub_ps(r[a][2], r[a][1]);
+                u[3] = _mm512_sub_ps(r[a][1], r[a][3]);
+                for (int b = 0; b < 4; b++) {
+                    _mm512_store_ps(Uf + ((size_t)(a * 4 + b) * TB + t) * Kp + k, u[b]);
+                    mx[a * 4 + b] = _mm512_max_ps(mx[a * 4 + b], _mm512_abs_ps(u[b]));
+                }
+            }
+        }
+    }
+    for (int p = 0; p < 16; p++) amax[p] = _mm512_reduce_max_ps(mx[p]);
+}
+
+/* Uq: [16][TB][Kp] uint8 = round(U / s) + 128 */
+static void quantize(const float *Uf, int Kp, const float *inv, uint8_t *Uq)
+{
+    const __m512 off = _mm512_set1_ps(128.0f);
+    for (int p = 0; p < 16; p++) {
+        const __m512 sc = _mm512_set1_ps(inv[p]);
+        const float *src = Uf + (size_t)p * TB * Kp;
+        uint8_t *dst = Uq + (size_t)p * TB * Kp;
+        for (int i = 0; i < TB * Kp; i += 16) {
+            __m512 v = _mm512_fmadd_ps(_mm512_load_ps(src + i), sc, off);
+            __m512i q = _mm512_cvtps_epi32(v);  /* round to nearest even */
+            q = _mm512_max_epi32(_mm512_min_epi32(q, _mm512_set1_epi32(255)), _mm512_setzero_si512());
+            _mm_storeu_si128((__m128i *)(dst + i), _mm512_cvtepi32_epi8(q));
+        }
+    }
+}
+
+/* V: [16][Np/32][Kp/4][32 co][4 k] int8; M: [16][TB][Np] int32 */
+static void products(const uint8_t *Uq, const int8_t *V, int32_t *M, int Kp, int Np)
+{
+    const int blocks = Np / NB;
+    for (int p = 0; p < 16; p++) {
+        const uint8_t *Up = Uq + (size_t)p * TB * Kp;
+        for (int cb = 0; cb < blocks; cb++) {
+            const int8_t *Vb = V + ((size_t)p * blocks + cb) * Kp * NB;
+            __m512i c0[TB], c1[TB];
+            for (int r = 0; r < TB; r++) { c0[r] = _mm512_setzero_si512(); c1[r] = _mm512_setzero_si512(); }
+            for (int k = 0; k < Kp; k += 4) {
+                const __m512i v0 = _mm512_loadu_si512(Vb + (size_t)k * NB), v1 = _mm512_loadu_si512(Vb + (size_t)k * NB + 64);
+                for (int r = 0; r < TB; r++) {
+                    const __m512i a = _mm512_set1_epi32(*(const int32_t *)(Up + (size_t)r * Kp + k));
+                    c0[r] = _mm512_dpbusd_epi32(c0[r], a, v0);
+                    c1[r] = _mm512_dpbusd_epi32(c1[r], a, v1);
+                }
+            }
+            int32_t *Mb = M + (size_t)p * TB * Np + cb * NB;
+            for (int r = 0; r < TB; r++) {
+                _mm512_store_si512(Mb + (size_t)r * Np, c0[r]);
+                _mm512_store_si512(Mb + (size_t)r * Np + 16, c1[r]);
+            }
+        }
+    }
+}
+
+/* scale[p][co] = s_u[p] * s_v[p][co]; comp[p][co] = 128 * colsum(Vq[p][:, co]) */
+static void output_tiles(const int32_t *M, int Np, int Cout, int Ho, int Wo, int tiles_w, int t0, int T,
+                         const float *su, const float *sv, const int32_t *comp,
+                         const float *bias, int activation, const float *slope, float *y)
+{
+    const __m512 zero = _mm512_setzero_ps();
+    for (int t = 0; t < T; t++) {
+        const int oy0 = ((t0 + t) / tiles_w) * 2, ox0 = ((t0 + t) % tiles_w) * 2;
+        for (int co = 0; co < Cout; co += 16) {
+            const __mmask16 mask = lane_mask(Cout - co);
+            __m512 m[16];
+            for (int p = 0; p < 16; p++) {
+                __m512i acc = _mm512_sub_epi32(_mm512_load_si512(M + ((size_t)p * TB + t) * Np + co),
+                                               _mm512_loadu_si512(comp + (size_t)p * Np + co));
+                m[p] = _mm512_mul_ps(_mm512_cvtepi32_ps(acc),
+                                     _mm512_mul_ps(_mm512_set1_ps(su[p]), _mm512_loadu_ps(sv + (size_t)p * Np + co)));
+            }
+            __m512 r0[4], r1[4];
+            for (int b = 0; b < 4; b++) {
+                r0[b] = _mm512_add_ps(_mm512_add_ps(m[0 * 4 + b], m[1 * 4 + b]), m[2 * 4 + b]);
+                r1[b] = _mm512_sub_ps(_mm512_sub_ps(m[1 * 4 + b], m[2 * 4 + b]), m[3 * 4 + b]);
+            }
+            __m512 out[2][2];
+            out[0][0] = _mm512_add_ps(_mm512_add_ps(r0[0], r0[1]), r0[2]);
+            out[0][1] = _mm512_sub_ps(_mm512_sub_ps(r0[1], r0[2]), r0[3]);
+            out[1][0] = _mm512_add_ps(_mm512_add_ps(r1[0], r1[1]), r1[2]);
+            out[1][1] = _mm512_sub_ps(_mm512_sub_ps(r1[1], r1[2]), r1[3]);
+            const __m512 bv = bias ? _mm512_maskz_loadu_ps(mask, bias + co) : zero;
+            const __m512 sl = activation == 2 ? _mm512_maskz_loadu_ps(mask, slope + co) : zero;
+            for (int i = 0; i < 2 && oy0 + i < Ho; i++)
+                for (int j = 0; j < 2 && ox0 + j < Wo; j++) {
+                    __m512 v = _mm512_add_ps(out[i][j], bv);
+                    if (activation == 1) v = _mm512_max_ps(zero, v);
+                    else if (activation == 2) v = _mm512_mask_mul_ps(v, _mm512_cmp_ps_mask(v, zero, _CMP_LT_OQ), v, sl);
+                    _mm512_mask_storeu_ps(y + ((size_t)(oy0 + i) * Wo + ox0 + j) * Cout + co, mask, v);
+                }
+        }
+    }
+}
+
+int wino23_int8_abi(void) { return 1; }
+
+/* Returns 0, or -1 when a buffer could not be allocated. */
+int wino23_int8_forward(const float *x, int H, int W, int Cin, int pad_h, int pad_w,
+                  const int8_t *V, const float *sv, const int32_t *comp, int Cout,
+                  const float *bias, int activation, const float *slope, float *y, int threads)
+{
+    const int Ho = H + 2 * pad_h - 2, Wo = W + 2 * pad_w - 2;
+    if (Ho <= 0 || Wo <= 0) return 0;
+    const int tiles_w = ceil_div(Wo, 2), total = ceil_div(Ho, 2) * tiles_w;
+    const int Kp = ceil_div(Cin, 16) * 16, Np = ceil_div(Cout, NB) * NB;
+    const int blocks = ceil_div(total, TB);
+    int failed = 0;
+    #pragma omp parallel num_threads(threads > 0 ? threads : 1)
+    {
+        float *Uf = aligned_alloc(64, (size_t)16 * TB * Kp * 4);
+        uint8_t *Uq = aligned_alloc(64, (size_t)16 * TB * Kp);
+        int32_t *M = aligned_alloc(64, (size_t)16 * TB * Np * 4);
+        if (!Uf || !Uq || !M) {
+            #pragma omp atomic write
+            failed = 1;
+        } else {
+            memset(Uf, 0, (size_t)16 * TB * Kp * 4);  /* rows past the last tile stay finite */
+        }
+        #pragma omp for schedule(static)
+        for (int block = 0; block < blocks; block++) {
+            if (!Uf || !Uq || !M) continue;
+            const int t0 = block * TB, T = total - t0 < TB ? total - t0 : TB;
+            float amax[16], inv[16], su[16];
+            input_tiles(x, H, W, Cin, Kp, pad_h, pad_w, tiles_w, t0, T, Uf, amax);
+            for (int p = 0; p < 16; p++) { su[p] = amax[p] / 127.0f; inv[p] = amax[p] > 0 ? 127.0f / amax[p] : 0.0f; }
+            quantize(Uf, Kp, inv, Uq);
+            products(Uq, V, M, Kp, Np);
+            output_tiles(M, Np, Cout, Ho, Wo, tiles_w, t0, T, su, sv, comp, bias, activation, slope, y);
+        }
+        free(Uf); free(Uq); free(M);
+    }
+    return failed ? -1 : 0;
+}

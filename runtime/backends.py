@@ -228,7 +228,8 @@ def open_backend(model: str | os.PathLike, *, prototxt: str | os.PathLike | None
     measurements: :mod:`posebridge.runtime.default_engine`). When the default ncnn engine cannot write a layer,
     or disagrees with the converted net, torch runs the net (``log`` hears why).
     ``precision`` bf16 runs on torch (from Caffe or safetensors weights); int8 runs on torch with the
-    native int8 Winograd kernel where it runs (Caffe or safetensors weights), else on onnxruntime,
+    native int8 Winograd kernel for nets made of 3x3 convolutions where that kernel runs
+    (:func:`posebridge.runtime.default_engine.default_int8_backend`), else on onnxruntime,
     from an int8 model made once and cached (:func:`posebridge.runtime.int8_cache.int8_model`;
     ``log`` hears about it; ``backend="onnxruntime"`` asks for that one). ``winograd=False``
     runs torch with its 3x3 convolutions in the direct form (:mod:`posebridge.runtime.winograd`).
@@ -258,8 +259,10 @@ def open_backend(model: str | os.PathLike, *, prototxt: str | os.PathLike | None
         raise PosebridgeError("a .caffemodel or .safetensors model needs --prototxt (a file or zoo:NAME)", file=path)
     graph = load_graph(prototxt)
     chosen = needed or backend
-    if precision == "int8" and chosen in (None, "torch") and _native_int8(chosen):
-        return _converted_int8(graph, path, suffix)
+    if precision == "int8" and chosen in (None, "torch"):
+        native = _native_int8(graph, path, suffix, chosen)
+        if native is not None:
+            return native
     if precision == "int8":
         from posebridge.runtime.int8_cache import int8_model
 
@@ -283,25 +286,29 @@ def open_backend(model: str | os.PathLike, *, prototxt: str | os.PathLike | None
     return _converted_backend(convert(graph, load_weights(graph, path)), family, chosen, precision, winograd, log)
 
 
-def _native_int8(chosen: str | None) -> bool:
-    """Whether int8 runs on torch's native int8 Winograd kernel (required when torch was asked for)."""
-    from posebridge.runtime import native_winograd
+def _native_int8(graph, path: str, suffix: str, chosen: str | None) -> Backend | None:
+    """int8 on the tuned torch net with the native int8 Winograd kernel, when asked for (``chosen``
+    "torch": the kernel must run) or when the default rule picks it
+    (:func:`posebridge.runtime.default_engine.default_int8_backend`); None for onnxruntime."""
+    from posebridge.runtime import default_engine, native_winograd
 
     usable, why = native_winograd.availability("wino23_int8")
     if chosen == "torch" and not usable:
-        raise PosebridgeError(f"int8 on the torch backend needs the native int8 Winograd kernel: {why}")
-    return usable
-
-
-def _converted_int8(graph, path: str, suffix: str) -> Backend:
+        raise PosebridgeError(f"int8 on the torch backend needs the native int8 Winograd kernel: {why}", file=path)
+    if not usable:
+        return None
     if suffix == ".safetensors":
         from posebridge.converter.weights_io import load_safetensors
 
-        return TorchBackend(load_safetensors(graph, path), _family_of_graph(graph, None), precision="int8")
-    from posebridge.converter.api import convert
-    from posebridge.prototxt.loader import load_weights
+        net, family = load_safetensors(graph, path), _family_of_graph(graph, None)
+    else:
+        from posebridge.converter.api import convert
+        from posebridge.prototxt.loader import load_weights
 
-    return TorchBackend(convert(graph, load_weights(graph, path)), _family_of_graph(graph, path), precision="int8")
+        net, family = convert(graph, load_weights(graph, path)), _family_of_graph(graph, path)
+    if chosen is None and default_engine.default_int8_backend(net) != "torch":
+        return None
+    return TorchBackend(net, family, precision="int8")
 
 
 def _converted_backend(net, family: ModelFamily, chosen: str | None, precision: str, winograd: bool,

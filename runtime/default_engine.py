@@ -87,6 +87,28 @@ def native_available() -> bool:
     return native_winograd.available()
 
 
+#: int8 runs on the native int8 Winograd kernel when at least this share of the multiply-adds is
+#: in 3x3 stride-1 convolutions: BODY_25 (0.973) at 368x656 took 344 ms there against
+#: onnxruntime's int8 479 ms; COCO (0.314) 397 ms against 174 ms at 184x328, as its 7x7
+#: convolutions stay in float32 on torch.
+NATIVE_INT8_MIN_SHARE = 0.9
+
+
+def native_int8_available() -> bool:
+    """Whether posebridge's native int8 Winograd kernel runs here (built on first call)."""
+    from posebridge.runtime import native_winograd
+
+    return native_winograd.available("wino23_int8")
+
+
+def default_int8_backend(net: CaffeNet) -> str:
+    """"torch" (the tuned net on the native int8 Winograd kernel) or "onnxruntime" (a calibrated
+    int8 model): the faster int8 engine for ``net`` by the share rule above."""
+    if len(net.input_names) != 1 or not native_int8_available():
+        return "onnxruntime"
+    return "torch" if winograd_share(net) >= NATIVE_INT8_MIN_SHARE else "onnxruntime"
+
+
 def default_fp32_backend(net: CaffeNet) -> str:
     """"ncnn" or "torch": the faster float32 engine for ``net`` by the rule above (the caller falls
     back to torch when a layer turns out to have no ncnn writer)."""

@@ -236,6 +236,9 @@ def _library(kernel: str = "wino63") -> ctypes.CDLL:
         library.wino23_int8_forward.argtypes = [pointer, integer, integer, integer, integer, integer, pointer,
                                                 pointer, pointer, integer, pointer, integer, pointer, pointer, integer]
         library.wino23_int8_forward.restype = integer
+        library.pointwise_int8_forward.argtypes = [pointer, integer, integer, pointer, pointer, pointer, integer,
+                                                   pointer, integer, pointer, pointer, integer]
+        library.pointwise_int8_forward.restype = integer
     return library
 
 
@@ -292,6 +295,9 @@ class NativeWinogradConv(nn.Module):
         super().__init__()
         if not winograd.applies(conv):
             raise ValueError("NativeWinogradConv takes 3x3 stride-1 convolutions without dilation or groups")
+        self._setup(conv, relu, slopes)
+
+    def _setup(self, conv: nn.Conv2d, relu: bool, slopes: torch.Tensor | None) -> None:
         if relu and slopes is not None:
             raise ValueError("a ReLU and PReLU slopes cannot both follow the convolution")
         self.library = _library(self.KERNEL)
@@ -345,27 +351,34 @@ INT8_LEVELS = 127
 INT8_OFFSET = 128
 
 
-def pack_int8_filters(weight: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``G w G^T`` (float64) of a (C_out, C_in, 3, 3) weight, rounded to int8 per position and output channel.
+def _int8_levels(transformed: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(P, C_in, C_out) float64 filters rounded to int8 per position and output channel, packed.
 
-    Returns (filters int8 (16, Np/32, Kp/4, 32, 4), scales float32 (16, Np), offset compensation
-    int32 (16, Np) = 128 * sum over C_in of the int8 filters); Kp = C_in rounded up to 16, Np = C_out
+    Returns (filters int8 (P, Np/32, Kp/4, 32, 4), scales float32 (P, Np), offset compensation
+    int32 (P, Np) = 128 * sum over C_in of the int8 filters); Kp = C_in rounded up to 16, Np = C_out
     rounded up to 32, zeros in the padding.
     """
-    w = weight.detach().double().numpy()
-    out_channels, in_channels = w.shape[:2]
-    transformed = np.einsum("ak,oikl,bl->abio", INT8_G, w, INT8_G).reshape(16, in_channels, out_channels)
+    positions, in_channels, out_channels = transformed.shape
     scales = np.abs(transformed).max(axis=1) / INT8_LEVELS
     scales[scales == 0] = 1.0
     kp = -(-in_channels // IN_BLOCK) * IN_BLOCK
     np_ = -(-out_channels // OUT_BLOCK) * OUT_BLOCK
-    levels = np.zeros((16, kp, np_), np.int8)
+    levels = np.zeros((positions, kp, np_), np.int8)
     levels[:, :in_channels, :out_channels] = np.rint(transformed / scales[:, None, :])
-    packed = levels.reshape(16, kp // 4, 4, np_ // OUT_BLOCK, OUT_BLOCK).transpose(0, 3, 1, 4, 2)
-    padded_scales = np.zeros((16, np_), np.float32)
+    packed = levels.reshape(positions, kp // 4, 4, np_ // OUT_BLOCK, OUT_BLOCK).transpose(0, 3, 1, 4, 2)
+    padded_scales = np.zeros((positions, np_), np.float32)
     padded_scales[:, :out_channels] = scales
     compensation = INT8_OFFSET * levels.astype(np.int32).sum(axis=1)
     return np.ascontiguousarray(packed), padded_scales, np.ascontiguousarray(compensation, dtype=np.int32)
+
+
+def pack_int8_filters(weight: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``G w G^T`` (float64) of a (C_out, C_in, 3, 3) weight, rounded to int8 per position and
+    output channel (16 positions; see :func:`_int8_levels` for the layout)."""
+    w = weight.detach().double().numpy()
+    out_channels, in_channels = w.shape[:2]
+    transformed = np.einsum("ak,oikl,bl->abio", INT8_G, w, INT8_G).reshape(16, in_channels, out_channels)
+    return _int8_levels(transformed)
 
 
 class NativeInt8WinogradConv(NativeWinogradConv):
@@ -403,4 +416,48 @@ class NativeInt8WinogradConv(NativeWinogradConv):
                 self.out_channels, bias, ACTIVATIONS[self.activation], slopes, y[item].data_ptr(), threads)
             if status != 0:
                 raise MemoryError("the native int8 Winograd kernel could not allocate its tile buffers")
+        return y.permute(0, 3, 1, 2)
+
+
+def pointwise_applies(conv: nn.Conv2d) -> bool:
+    """Whether ``conv`` is a 1x1, stride-1, unpadded, ungrouped convolution (a matrix product per pixel)."""
+    return (tuple(conv.kernel_size) == (1, 1) and tuple(conv.stride) == (1, 1) and tuple(conv.dilation) == (1, 1)
+            and conv.groups == 1 and tuple(int(p) for p in conv.padding) == (0, 0))
+
+
+class NativeInt8PointwiseConv(NativeWinogradConv):
+    """A 1x1 convolution with int8 products, for ``--precision int8`` (the int8 kernel's library).
+
+    Weights rounded per output channel; inputs per block of 12 pixels, with the scale taken from
+    that block's values. Same interface as :class:`NativeWinogradConv`.
+    """
+
+    KERNEL = "wino23_int8"
+
+    def __init__(self, conv: nn.Conv2d, *, relu: bool = False, slopes: torch.Tensor | None = None) -> None:
+        if not pointwise_applies(conv):
+            raise ValueError("NativeInt8PointwiseConv takes 1x1 stride-1 convolutions without padding or groups")
+        nn.Module.__init__(self)
+        self._setup(conv, relu, slopes)
+
+    def _pack(self, weight: torch.Tensor) -> None:
+        matrix = weight.detach().double().numpy()[:, :, 0, 0].T[None]  # 1, C_in, C_out
+        self.int8_filters, self.filter_scales, self.compensation = _int8_levels(matrix)
+
+    def extra_repr(self) -> str:
+        return f"{self.in_channels}, {self.out_channels}, 1x1 int8 native, {self.activation}"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, channels, height, width = x.shape
+        if channels != self.in_channels or x.dtype != torch.float32:
+            raise ValueError(f"expected float32 input with {self.in_channels} channels, got {x.dtype} with {channels}")
+        nhwc = x.permute(0, 2, 3, 1).contiguous()
+        y = torch.empty((batch, height, width, self.out_channels), dtype=torch.float32)
+        status = self.library.pointwise_int8_forward(
+            nhwc.data_ptr(), batch * height * width, channels, self.int8_filters.ctypes.data,
+            self.filter_scales.ctypes.data, self.compensation.ctypes.data, self.out_channels,
+            self.bias.ctypes.data if self.bias is not None else None, ACTIVATIONS[self.activation],
+            self.slopes.ctypes.data if self.slopes is not None else None, y.data_ptr(), torch.get_num_threads())
+        if status != 0:
+            raise MemoryError("the native int8 kernel could not allocate its buffers")
         return y.permute(0, 3, 1, 2)

@@ -21,9 +21,10 @@
 error about 1e-6 for the direct convolutions, about 1e-5 with Winograd layers (the converted
 net's own error against float64 is about 1e-6; OpenCV dnn's against it about 4e-6).
 ``precision="bf16"`` stores weights and activations in bfloat16 (oneDNN accumulates in float32)
-and returns float32 maps; ``precision="int8"`` runs the 3x3 convolutions with at least
-:data:`NATIVE_MIN_IN_CHANNELS` input channels by the native int8 F(2x2, 3x3) kernel
-(:class:`~posebridge.runtime.native_winograd.NativeInt8WinogradConv`) and everything else in
+and returns float32 maps; ``precision="int8"`` runs the 3x3 and 1x1 convolutions with at least
+:data:`NATIVE_MIN_IN_CHANNELS` input channels on the native int8 kernels (F(2x2, 3x3) Winograd:
+:class:`~posebridge.runtime.native_winograd.NativeInt8WinogradConv`; 1x1:
+:class:`~posebridge.runtime.native_winograd.NativeInt8PointwiseConv`) and everything else in
 float32. Both are opt-in and their error is measured by ``posebridge bench``.
 Layers without a bf16-safe form run in float32 inside a bf16 net. A build-time self-check runs
 both nets on a small input and raises :class:`~posebridge.errors.ParityError` when the tuned one
@@ -346,15 +347,24 @@ class TunedNet(nn.Module):
         return usable
 
     def _runs_native(self, conv: nn.Conv2d) -> bool:
-        return ((self.native or self.int8) and winograd.applies(conv) and conv.in_channels >= NATIVE_MIN_IN_CHANNELS
-                and conv.weight.dtype == torch.float32)
+        from posebridge.runtime.native_winograd import pointwise_applies
+
+        if conv.in_channels < NATIVE_MIN_IN_CHANNELS or conv.weight.dtype != torch.float32:
+            return False
+        if self.int8 and pointwise_applies(conv):
+            return True
+        return (self.native or self.int8) and winograd.applies(conv)
 
     def _native_conv(self, conv: nn.Conv2d, activation: nn.Module | None) -> nn.Module:
-        from posebridge.runtime.native_winograd import NativeInt8WinogradConv, NativeWinogradConv
+        from posebridge.runtime.native_winograd import (NativeInt8PointwiseConv, NativeInt8WinogradConv,
+                                                        NativeWinogradConv, pointwise_applies)
 
-        kind = NativeInt8WinogradConv if self.int8 else NativeWinogradConv
+        if self.int8 and pointwise_applies(conv):
+            kind: type[NativeWinogradConv] = NativeInt8PointwiseConv
+        else:
+            kind = NativeInt8WinogradConv if self.int8 else NativeWinogradConv
+            self.winograd_convs += 1
         self.native_convs += 1
-        self.winograd_convs += 1
         if isinstance(activation, CaffePReLU):
             return kind(conv, slopes=activation.weight)
         return kind(conv, relu=activation is not None)

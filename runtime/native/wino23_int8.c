@@ -76,10 +76,10 @@ static void input_tiles(const float *x, int H, int W, int Cin, int Kp, int pad_h
 }
 
 /* Uq: [16][TB][Kp] uint8 = round(U / s) + 128 */
-static void quantize(const float *Uf, int Kp, const float *inv, uint8_t *Uq)
+static void quantize(const float *Uf, int Kp, int positions, const float *inv, uint8_t *Uq)
 {
     const __m512 off = _mm512_set1_ps(128.0f);
-    for (int p = 0; p < 16; p++) {
+    for (int p = 0; p < positions; p++) {
         const __m512 sc = _mm512_set1_ps(inv[p]);
         const float *src = Uf + (size_t)p * TB * Kp;
         uint8_t *dst = Uq + (size_t)p * TB * Kp;
@@ -93,10 +93,10 @@ static void quantize(const float *Uf, int Kp, const float *inv, uint8_t *Uq)
 }
 
 /* V: [16][Np/32][Kp/4][32 co][4 k] int8; M: [16][TB][Np] int32 */
-static void products(const uint8_t *Uq, const int8_t *V, int32_t *M, int Kp, int Np)
+static void products(const uint8_t *Uq, const int8_t *V, int32_t *M, int Kp, int Np, int positions)
 {
     const int blocks = Np / NB;
-    for (int p = 0; p < 16; p++) {
+    for (int p = 0; p < positions; p++) {
         const uint8_t *Up = Uq + (size_t)p * TB * Kp;
         for (int cb = 0; cb < blocks; cb++) {
             const int8_t *Vb = V + ((size_t)p * blocks + cb) * Kp * NB;
@@ -190,9 +190,63 @@ int wino23_int8_forward(const float *x, int H, int W, int Cin, int pad_h, int pa
             float amax[16], inv[16], su[16];
             input_tiles(x, H, W, Cin, Kp, pad_h, pad_w, tiles_w, t0, T, Uf, amax);
             for (int p = 0; p < 16; p++) { su[p] = amax[p] / 127.0f; inv[p] = amax[p] > 0 ? 127.0f / amax[p] : 0.0f; }
-            quantize(Uf, Kp, inv, Uq);
-            products(Uq, V, M, Kp, Np);
+            quantize(Uf, Kp, 16, inv, Uq);
+            products(Uq, V, M, Kp, Np, 16);
             output_tiles(M, Np, Cout, Ho, Wo, tiles_w, t0, T, su, sv, comp, bias, activation, slope, y);
+        }
+        free(Uf); free(Uq); free(M);
+    }
+    return failed ? -1 : 0;
+}
+
+/* 1x1 stride-1 convolution without padding, int8 products: a pixel is a "tile" of one position.
+ * V: [1][Np/32][Kp/4][32][4] int8; sv, comp: [Np]. One input scale per block of TB pixels. */
+int pointwise_int8_forward(const float *x, int pixels, int Cin, const int8_t *V, const float *sv,
+                           const int32_t *comp, int Cout, const float *bias, int activation,
+                           const float *slope, float *y, int threads)
+{
+    const int Kp = ceil_div(Cin, 16) * 16, Np = ceil_div(Cout, NB) * NB;
+    const int blocks = ceil_div(pixels, TB);
+    int failed = 0;
+    #pragma omp parallel num_threads(threads > 0 ? threads : 1)
+    {
+        float *Uf = aligned_alloc(64, (size_t)TB * Kp * 4);
+        uint8_t *Uq = aligned_alloc(64, (size_t)TB * Kp);
+        int32_t *M = aligned_alloc(64, (size_t)TB * Np * 4);
+        if (!Uf || !Uq || !M) {
+            #pragma omp atomic write
+            failed = 1;
+        } else {
+            memset(Uf, 0, (size_t)TB * Kp * 4);
+        }
+        const __m512 zero = _mm512_setzero_ps();
+        #pragma omp for schedule(static)
+        for (int block = 0; block < blocks; block++) {
+            if (!Uf || !Uq || !M) continue;
+            const int t0 = block * TB, T = pixels - t0 < TB ? pixels - t0 : TB;
+            __m512 mx = zero;
+            for (int t = 0; t < T; t++)
+                for (int k = 0; k < Kp; k += 16) {
+                    const __m512 v = _mm512_maskz_loadu_ps(lane_mask(Cin - k), x + (size_t)(t0 + t) * Cin + k);
+                    _mm512_store_ps(Uf + (size_t)t * Kp + k, v);
+                    mx = _mm512_max_ps(mx, _mm512_abs_ps(v));
+                }
+            const float amax = _mm512_reduce_max_ps(mx);
+            const float su = amax / 127.0f, inv = amax > 0 ? 127.0f / amax : 0.0f;
+            quantize(Uf, Kp, 1, &inv, Uq);
+            products(Uq, V, M, Kp, Np, 1);
+            for (int t = 0; t < T; t++)
+                for (int co = 0; co < Cout; co += 16) {
+                    const __mmask16 mask = lane_mask(Cout - co);
+                    const __m512i acc = _mm512_sub_epi32(_mm512_load_si512(M + (size_t)t * Np + co),
+                                                         _mm512_loadu_si512(comp + co));
+                    __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(acc), _mm512_mul_ps(_mm512_set1_ps(su), _mm512_loadu_ps(sv + co)));
+                    v = _mm512_add_ps(v, bias ? _mm512_maskz_loadu_ps(mask, bias + co) : zero);
+                    if (activation == 1) v = _mm512_max_ps(zero, v);
+                    else if (activation == 2)
+                        v = _mm512_mask_mul_ps(v, _mm512_cmp_ps_mask(v, zero, _CMP_LT_OQ), v, _mm512_maskz_loadu_ps(mask, slope + co));
+                    _mm512_mask_storeu_ps(y + (size_t)(t0 + t) * Cout + co, mask, v);
+                }
         }
         free(Uf); free(Uq); free(M);
     }

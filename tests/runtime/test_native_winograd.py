@@ -220,19 +220,43 @@ def test_tuned_int8_body_25_and_the_int8_backend_choice(tmp_path, monkeypatch):
     graph = zoo.graph("zoo:body_25")
     net = CaffeNet(graph, synthesize(graph, seed=2, init="he"))
     int8 = tune(net, "int8")
-    assert int8.native_convs == 101
-    assert all(isinstance(m, nw.NativeInt8WinogradConv) for m in int8.layers.values() if isinstance(m, nw.NativeWinogradConv))
+    kinds = [type(m) for m in int8.layers.values() if isinstance(m, nw.NativeWinogradConv)]
+    assert kinds.count(nw.NativeInt8WinogradConv) == 101 and kinds.count(nw.NativeInt8PointwiseConv) == 12
+    assert int8.native_convs == 113 and int8.winograd_convs == 101
     x = torch.from_numpy(np.random.default_rng(1).uniform(-0.5, 0.5, (2, 3, 61, 83)).astype(np.float32))
     with torch.inference_mode():
         expected = net(x)
         error = float((int8(x) - expected).abs().max() / expected.abs().max())
     assert 1e-3 < error < 0.3
     prototxt, caffemodel = write_small_net(tmp_path)
-    chosen = open_backend(caffemodel, prototxt=prototxt, precision="int8")
-    assert isinstance(chosen, TorchBackend) and chosen.precision == "int8"
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # the onnxruntime int8 model is cached there
+    chosen = open_backend(caffemodel, prototxt=prototxt, precision="int8", backend="torch")
+    assert isinstance(chosen, TorchBackend) and chosen.precision == "int8"
+    from posebridge.runtime import default_engine
+
+    monkeypatch.setattr(default_engine, "winograd_share", lambda net: 1.0)  # a net of 3x3 convolutions
+    assert isinstance(open_backend(caffemodel, prototxt=prototxt, precision="int8"), TorchBackend)
+    monkeypatch.setattr(default_engine, "winograd_share", lambda net: 0.3)  # COCO-like: onnxruntime is faster
+    assert isinstance(open_backend(caffemodel, prototxt=prototxt, precision="int8"), OnnxBackend)
     monkeypatch.setattr(nw, "availability", lambda kernel="wino63": (False, "the CPU lacks avx512_vnni"))
     with pytest.raises(PosebridgeError, match="int8 on the torch backend needs the native int8 Winograd kernel"):
         open_backend(caffemodel, prototxt=prototxt, precision="int8", backend="torch")
     assert backends.PRECISION_BACKENDS["int8"] == ("torch", "onnxruntime")
     assert isinstance(open_backend(caffemodel, prototxt=prototxt, precision="int8"), OnnxBackend)  # the fallback
+
+
+@needs_int8_kernel
+@pytest.mark.parametrize(("cin", "cout", "activation"), [(16, 7, "none"), (40, 70, "prelu"), (384, 512, "relu")])
+def test_int8_pointwise_stays_near_the_float64_product(cin, cout, activation):
+    torch.manual_seed(cin)
+    conv = torch.nn.Conv2d(cin, cout, 1)
+    slopes = torch.rand(cout) if activation == "prelu" else None
+    module = nw.NativeInt8PointwiseConv(conv, relu=activation == "relu", slopes=slopes)
+    x = torch.relu(torch.randn(2, cin, 13, 17))  # 442 pixels: the last block of 12 is partial
+    with torch.inference_mode():
+        y = module(x)
+        expected = _reference(x, conv, activation, slopes)
+    assert y.shape == expected.shape
+    assert 1e-4 < float((y - expected).abs().max() / expected.abs().max()) < 0.03
+    with pytest.raises(ValueError, match="1x1 stride-1"):
+        nw.NativeInt8PointwiseConv(torch.nn.Conv2d(cin, cout, 1, padding=1))

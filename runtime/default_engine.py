@@ -28,7 +28,11 @@ hand            0.571    699           682
 face            0.553    730           694
 ==============  =======  ============  ============
 
-So the default is torch when the native kernel is available; otherwise ncnn when at least
+For ``--precision int8`` the same share decides between the tuned net on the native int8
+kernels (F(2x2, 3x3) Winograd and 1x1, :mod:`posebridge.runtime.native_winograd`) and
+onnxruntime's calibrated int8 model: see :data:`NATIVE_INT8_MIN_SHARE`.
+
+So the fp32 default is torch when the native kernel is available; otherwise ncnn when at least
 :data:`NCNN_MIN_SHARE` of the multiply-adds are in 3x3 stride-1 convolutions and the ``ncnn``
 package imports, and torch otherwise, also when a layer has no ncnn writer
 (:mod:`posebridge.converter.ncnn_export`).
@@ -87,9 +91,9 @@ def native_available() -> bool:
     return native_winograd.available()
 
 
-#: int8 runs on the native int8 Winograd kernel when at least this share of the multiply-adds is
-#: in 3x3 stride-1 convolutions: BODY_25 (0.973) at 368x656 took 344 ms there against
-#: onnxruntime's int8 479 ms; COCO (0.314) 397 ms against 174 ms at 184x328, as its 7x7
+#: int8 runs on the native int8 kernels when at least this share of the multiply-adds is in 3x3
+#: stride-1 convolutions. Measured at 368x656 (bench, one run): BODY_25 (0.973) 303 ms there
+#: against onnxruntime's int8 484 ms; COCO (0.314) 1,599 ms against 623 ms, as its 7x7
 #: convolutions stay in float32 on torch.
 NATIVE_INT8_MIN_SHARE = 0.9
 

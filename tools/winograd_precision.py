@@ -1,11 +1,12 @@
 """How much Winograd's transforms magnify bf16 and int8 rounding, on one 3x3 layer.
 
-The reduced-precision paths (``posebridge run --precision bf16|int8``) compute convolutions
-directly. A Winograd form would need fewer multiply-adds (F(2,3): 2.25x, F(4,3): 4x,
-F(6,3): 5.06x), but its transformed tiles and filters are what gets rounded, and the output
-transform then sums them with coefficients up to 2^(m-1), so rounding errors that cancel in the
-direct sum no longer do. This tool measures that, for one layer with He weights on a ReLU'd
-Gaussian input, against the exact (float64) convolution:
+A Winograd form needs fewer multiply-adds than the direct convolution (F(2,3): 2.25x, F(4,3):
+4x, F(6,3): 5.06x), but at low precision its transformed tiles and filters are what gets
+rounded, and the output transform then sums them with coefficients up to 2^(m-1), so rounding
+errors that cancel in the direct sum no longer do. That is why ``--precision bf16`` computes
+convolutions directly and ``--precision int8``'s native kernel uses F(2,3) (transform entries 0
+and +-1). This tool measures it, for one layer with He weights on a ReLU'd Gaussian input,
+against the exact (float64) convolution:
 
 * ``direct``: the operands rounded as the engines round them (bf16: input and weights; int8:
   symmetric, one scale for the input tensor, one per output channel for the weights), the

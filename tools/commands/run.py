@@ -29,11 +29,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="images, folders of images, or videos")
     parser.add_argument("--prototxt", help="the net (a file or zoo:NAME) for .caffemodel/.safetensors models")
     parser.add_argument("--backend", choices=BACKENDS,
-                        help="default: onnxruntime for .onnx; else ncnn for nets of 3x3 convolutions (BODY_25), "
-                             "torch for the others")
+                        help="default: onnxruntime for .onnx; else torch (tuned, with posebridge's native Winograd "
+                             "kernel where it runs; without it, ncnn for nets of 3x3 convolutions such as BODY_25)")
     parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
                         help="fp32 (default: the Caffe net's numbers); opt-in, faster, slightly different maps: "
-                             "bf16 (torch) or int8 (onnxruntime; the int8 model is made once and cached); "
+                             "bf16 (torch) or int8 (nets of 3x3 convolutions such as BODY_25: torch with the native "
+                             "int8 kernels; others, or --backend onnxruntime: an int8 model made once and cached); "
                              "see the README's Performance section for their measured error")
     parser.add_argument("--direct-convolutions", action="store_true",
                         help="run on torch and compute 3x3 convolutions directly instead of by Winograd's "

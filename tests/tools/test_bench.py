@@ -225,8 +225,22 @@ def test_quick_bench_writes_json_table_and_plot(tmp_path, capsys):
     assert all(row["frames"] > 0 and row["per_second"] > 0 for row in results["end_to_end"])
     assert results["loading"]["caffemodel_bytes"] > 200e6 and "posebridge-torch" in results["loading"]["ready"]
     reduced = {(row["net"], row["backend"]) for row in results["accuracy"]["photos"]}
-    assert reduced == {(net, b) for net in results["config"]["nets"] for b in ("torch-bf16", "onnxruntime-int8")}
+    assert reduced == {(net, b) for net in results["config"]["nets"] for b in ("torch-bf16", "torch-int8", "onnxruntime-int8")}
     text = (out / "bench.md").read_text()
     assert text == report.markdown(results)
     assert cv2.imread(str(out / "forward.png")) is not None
     assert "### Network forward" in capsys.readouterr().out
+
+
+def test_backends_the_machine_cannot_run_are_skipped_and_said(monkeypatch):
+    from posebridge.runtime import native_winograd
+    from posebridge.tools.bench import QUICK, forward
+
+    monkeypatch.setattr(native_winograd, "availability", lambda kernel="wino63": (False, "the CPU lacks avx512_vnni"))
+    heard = []
+    config, skipped = forward.without_unavailable(QUICK, heard.append)
+    assert skipped == {"torch-int8": "the CPU lacks avx512_vnni"} and heard == ["skipping torch-int8: the CPU lacks avx512_vnni"]
+    assert "torch-int8" not in config.backends and "torch-int8" not in config.e2e_backends
+    assert set(QUICK.backends) - set(config.backends) == {"torch-int8"}
+    monkeypatch.setattr(native_winograd, "availability", lambda kernel="wino63": (True, ""))
+    assert forward.without_unavailable(QUICK) == (QUICK, {})

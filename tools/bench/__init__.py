@@ -87,13 +87,14 @@ def run_bench(config: BenchConfig = FULL, *, work: str | Path | None = None, com
     from posebridge.tools.bench.report import targets
 
     started = time.perf_counter()
+    config, skipped = forward.without_unavailable(config, log)
     threads = config.resolved_threads()
     forward.set_threads(threads)
     results: dict = {"schema": SCHEMA, "command": command, "quick": config.quick,
                      "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "config": _config_dict(config, threads),
                      "machine": machine_info(), "load_average": {"start": load_average()},
                      "loading": None, "forward": [], "setup": {}, "accuracy": {"photos": [], "scenes": []},
-                     "postprocess": [], "end_to_end": []}
+                     "postprocess": [], "end_to_end": [], "skipped_backends": skipped}
     with tempfile.TemporaryDirectory(prefix="posebridge-bench-") as scratch:
         folder = models.work_folder(work, scratch)
         log(f"work folder: {folder}")

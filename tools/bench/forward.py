@@ -50,6 +50,28 @@ DEFAULT_BACKEND = "torch"
 REDUCED = tuple(name for name, info in BACKENDS.items() if info.precision != "fp32")
 
 
+#: Backends that need something this machine may lack: name -> (native kernel, what it needs).
+NEEDS_NATIVE = {"torch-int8": "wino23_int8"}
+
+
+def without_unavailable(config, log=lambda line: None):
+    """``config`` without the backends this machine cannot run, and {name: why} for those."""
+    import dataclasses
+
+    from posebridge.runtime import native_winograd
+
+    skipped: dict[str, str] = {}
+    for name, kernel in NEEDS_NATIVE.items():
+        usable, why = native_winograd.availability(kernel)
+        if not usable and (name in config.backends or name in config.e2e_backends):
+            skipped[name] = why
+            log(f"skipping {name}: {why}")
+    if not skipped:
+        return config, skipped
+    return dataclasses.replace(config, backends=tuple(b for b in config.backends if b not in skipped),
+                               e2e_backends=tuple(b for b in config.e2e_backends if b not in skipped)), skipped
+
+
 def set_threads(threads: int) -> None:
     """Threads for PyTorch and OpenCV (onnxruntime sessions get theirs when made)."""
     import cv2

@@ -244,3 +244,19 @@ def test_backends_the_machine_cannot_run_are_skipped_and_said(monkeypatch):
     assert set(QUICK.backends) - set(config.backends) == {"torch-int8"}
     monkeypatch.setattr(native_winograd, "availability", lambda kernel="wino63": (True, ""))
     assert forward.without_unavailable(QUICK) == (QUICK, {})
+
+
+def test_the_report_names_skipped_backends():
+    from posebridge.tools.bench import report
+
+    results = {"machine": {"cpu_model": "x", "cpu_family_model": "1/2", "usable_cpus": 2, "physical_cores": 2,
+                           "threads_per_core": 1, "memory_gib": 1.0, "flags": [],
+                           "libraries": {k: "v" for k in ("python", "numpy", "torch", "torch_cpu_capability",
+                                                          "onnxruntime", "opencv", "onnx", "posebridge",
+                                                          "posebridge_commit")}},
+               "config": {"warmup": 1, "repeats": 2, "threads": 2}, "seconds": 3.0,
+               "skipped_backends": {"torch-int8": "the CPU lacks avx512_vnni"}}
+    lines = report.machine_section(results)
+    assert "Not measured on this machine: torch-int8 (the CPU lacks avx512_vnni)." in lines
+    results["skipped_backends"] = {}
+    assert not any(line.startswith("Not measured") for line in report.machine_section(results))

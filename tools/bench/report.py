@@ -222,6 +222,9 @@ def machine_section(results: dict) -> list[str]:
         f"Load average (1/5/15 min) at start {load.get('start')}, at end {load.get('end')}; "
         f"{results['config']['warmup']} warm-up + {results['config']['repeats']} timed runs per forward, "
         f"{results['config']['threads']} threads per backend; total {results['seconds']:.0f} s.",
+        *([f"Not measured on this machine: "
+           + "; ".join(f"{name} ({why})" for name, why in results["skipped_backends"].items()) + "."]
+          if results.get("skipped_backends") else []),
         "",
     ]
 

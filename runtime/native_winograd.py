@@ -316,6 +316,7 @@ class NativeWinogradConv(nn.Module):
             self.activation = "relu" if relu else "none"
 
     KERNEL = "wino63"
+    KERNEL_SIZE = 3
 
     def _pack(self, weight: torch.Tensor) -> None:
         self.filters = pack_filters(weight)
@@ -327,19 +328,24 @@ class NativeWinogradConv(nn.Module):
         batch, channels, height, width = x.shape
         if channels != self.in_channels or x.dtype != torch.float32:
             raise ValueError(f"expected float32 input with {self.in_channels} channels, got {x.dtype} with {channels}")
-        out_h, out_w = height + 2 * self.pad[0] - 2, width + 2 * self.pad[1] - 2
+        shrink = self.KERNEL_SIZE - 1
+        out_h, out_w = height + 2 * self.pad[0] - shrink, width + 2 * self.pad[1] - shrink
         nhwc = x.permute(0, 2, 3, 1).contiguous()
         y = torch.empty((batch, max(out_h, 0), max(out_w, 0), self.out_channels), dtype=torch.float32)
         bias = self.bias.ctypes.data if self.bias is not None else None
         slopes = self.slopes.ctypes.data if self.slopes is not None else None
         threads = torch.get_num_threads()
         for item in range(batch):
-            status = self.library.wino63_forward(
-                nhwc[item].data_ptr(), height, width, channels, self.pad[0], self.pad[1], self.filters.ctypes.data,
-                self.out_channels, bias, ACTIVATIONS[self.activation], slopes, y[item].data_ptr(), threads)
-            if status != 0:
-                raise MemoryError("the native Winograd kernel could not allocate its tile buffers")
+            if self._run(nhwc[item].data_ptr(), height, width, y[item].data_ptr(), bias, slopes, threads) != 0:
+                raise MemoryError(f"the native kernel {self.KERNEL} could not allocate its buffers")
         return y.permute(0, 3, 1, 2)
+
+    def _run(self, source: int, height: int, width: int, target: int, bias: int | None, slopes: int | None,
+             threads: int) -> int:
+        """One image through the kernel: NHWC ``source`` to NHWC ``target`` (data pointers); 0 on success."""
+        return self.library.wino63_forward(source, height, width, self.in_channels, self.pad[0], self.pad[1],
+                                           self.filters.ctypes.data, self.out_channels, bias,
+                                           ACTIVATIONS[self.activation], slopes, target, threads)
 
 
 #: F(2x2, 3x3) of the int8 kernel (Lavin and Gray 2016; entries 0, +-1 in B^T and A^T), as in wino23_int8.c.
@@ -399,24 +405,12 @@ class NativeInt8WinogradConv(NativeWinogradConv):
     def extra_repr(self) -> str:
         return f"{self.in_channels}, {self.out_channels}, F(2x2, 3x3) int8 native, pad={self.pad}, {self.activation}"
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        batch, channels, height, width = x.shape
-        if channels != self.in_channels or x.dtype != torch.float32:
-            raise ValueError(f"expected float32 input with {self.in_channels} channels, got {x.dtype} with {channels}")
-        out_h, out_w = height + 2 * self.pad[0] - 2, width + 2 * self.pad[1] - 2
-        nhwc = x.permute(0, 2, 3, 1).contiguous()
-        y = torch.empty((batch, max(out_h, 0), max(out_w, 0), self.out_channels), dtype=torch.float32)
-        bias = self.bias.ctypes.data if self.bias is not None else None
-        slopes = self.slopes.ctypes.data if self.slopes is not None else None
-        threads = torch.get_num_threads()
-        for item in range(batch):
-            status = self.library.wino23_int8_forward(
-                nhwc[item].data_ptr(), height, width, channels, self.pad[0], self.pad[1],
-                self.int8_filters.ctypes.data, self.filter_scales.ctypes.data, self.compensation.ctypes.data,
-                self.out_channels, bias, ACTIVATIONS[self.activation], slopes, y[item].data_ptr(), threads)
-            if status != 0:
-                raise MemoryError("the native int8 Winograd kernel could not allocate its tile buffers")
-        return y.permute(0, 3, 1, 2)
+    def _run(self, source: int, height: int, width: int, target: int, bias: int | None, slopes: int | None,
+             threads: int) -> int:
+        return self.library.wino23_int8_forward(
+            source, height, width, self.in_channels, self.pad[0], self.pad[1], self.int8_filters.ctypes.data,
+            self.filter_scales.ctypes.data, self.compensation.ctypes.data, self.out_channels, bias,
+            ACTIVATIONS[self.activation], slopes, target, threads)
 
 
 def pointwise_applies(conv: nn.Conv2d) -> bool:
@@ -433,6 +427,7 @@ class NativeInt8PointwiseConv(NativeWinogradConv):
     """
 
     KERNEL = "wino23_int8"
+    KERNEL_SIZE = 1
 
     def __init__(self, conv: nn.Conv2d, *, relu: bool = False, slopes: torch.Tensor | None = None) -> None:
         if not pointwise_applies(conv):
@@ -447,17 +442,9 @@ class NativeInt8PointwiseConv(NativeWinogradConv):
     def extra_repr(self) -> str:
         return f"{self.in_channels}, {self.out_channels}, 1x1 int8 native, {self.activation}"
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        batch, channels, height, width = x.shape
-        if channels != self.in_channels or x.dtype != torch.float32:
-            raise ValueError(f"expected float32 input with {self.in_channels} channels, got {x.dtype} with {channels}")
-        nhwc = x.permute(0, 2, 3, 1).contiguous()
-        y = torch.empty((batch, height, width, self.out_channels), dtype=torch.float32)
-        status = self.library.pointwise_int8_forward(
-            nhwc.data_ptr(), batch * height * width, channels, self.int8_filters.ctypes.data,
-            self.filter_scales.ctypes.data, self.compensation.ctypes.data, self.out_channels,
-            self.bias.ctypes.data if self.bias is not None else None, ACTIVATIONS[self.activation],
-            self.slopes.ctypes.data if self.slopes is not None else None, y.data_ptr(), torch.get_num_threads())
-        if status != 0:
-            raise MemoryError("the native int8 kernel could not allocate its buffers")
-        return y.permute(0, 3, 1, 2)
+    def _run(self, source: int, height: int, width: int, target: int, bias: int | None, slopes: int | None,
+             threads: int) -> int:
+        return self.library.pointwise_int8_forward(
+            source, height * width, self.in_channels, self.int8_filters.ctypes.data, self.filter_scales.ctypes.data,
+            self.compensation.ctypes.data, self.out_channels, bias, ACTIVATIONS[self.activation], slopes, target,
+            threads)

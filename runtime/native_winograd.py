@@ -146,20 +146,25 @@ def source() -> str:
 
 @dataclass(frozen=True)
 class Kernel:
-    """One native library: its C source, compiler flags and the CPU flags it needs."""
+    """One native library: its C source, compiler flags, the CPU flags it needs and its entry
+    points (name -> argument types, "p" a pointer, "i" an int; each returns an int)."""
 
     name: str
     text: Callable[[], str]
     flags: tuple[str, ...]
     cpu_flags: frozenset[str]
     abi_symbol: str
+    functions: dict[str, str]
 
 
 KERNELS = {
-    "wino63": Kernel("wino63", source, FLAGS, frozenset({"avx512f"}), "wino63_abi"),
+    "wino63": Kernel("wino63", source, FLAGS, frozenset({"avx512f"}), "wino63_abi",
+                     {"wino63_forward": "piiiiipipippi"}),
     "wino23_int8": Kernel("wino23_int8", lambda: INT8_SOURCE.read_text(encoding="utf-8"), INT8_FLAGS,
-                          frozenset({"avx512f", "avx512bw", "avx512vl", "avx512_vnni"}), "wino23_int8_abi"),
+                          frozenset({"avx512f", "avx512bw", "avx512vl", "avx512_vnni"}), "wino23_int8_abi",
+                          {"wino23_int8_forward": "piiiiipppipippi", "pointwise_int8_forward": "piipppipippi"}),
 }
+_CTYPES = {"p": ctypes.c_void_p, "i": ctypes.c_int}
 
 
 def cache_dir() -> Path:
@@ -176,6 +181,15 @@ def _compiler() -> str:
     return path
 
 
+@lru_cache(maxsize=None)
+def _compiler_version(compiler: str) -> str:
+    """What ``compiler --version`` prints (part of the cache key, and the bench's machine facts)."""
+    try:
+        return subprocess.run([compiler, "--version"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError) as error:
+        raise NativeUnavailable(f"the C compiler '{compiler}' does not run: {error}") from None
+
+
 def _missing_cpu_flags(kernel: Kernel) -> list[str]:
     from posebridge.runtime.tuned_torch import cpu_flags
 
@@ -187,10 +201,7 @@ def build(folder: Path | None = None, kernel: str = "wino63") -> Path:
     spec = KERNELS[kernel]
     compiler = _compiler()
     text = spec.text()
-    try:
-        version = subprocess.run([compiler, "--version"], capture_output=True, text=True, timeout=30).stdout
-    except (OSError, subprocess.SubprocessError) as error:
-        raise NativeUnavailable(f"the C compiler '{compiler}' does not run: {error}") from None
+    version = _compiler_version(compiler)
     key = hashlib.sha256("\0".join((text, " ".join(spec.flags), version)).encode()).hexdigest()[:24]
     target_dir = folder if folder is not None else cache_dir()
     target = target_dir / f"{kernel}-{key}.so"
@@ -227,18 +238,10 @@ def _library(kernel: str = "wino63") -> ctypes.CDLL:
     library = ctypes.CDLL(str(build(kernel=kernel)))
     if getattr(library, spec.abi_symbol)() != ABI:
         raise NativeUnavailable("the cached kernel has another ABI version")
-    pointer, integer = ctypes.c_void_p, ctypes.c_int
-    if kernel == "wino63":
-        library.wino63_forward.argtypes = [pointer, integer, integer, integer, integer, integer, pointer, integer,
-                                           pointer, integer, pointer, pointer, integer]
-        library.wino63_forward.restype = integer
-    else:
-        library.wino23_int8_forward.argtypes = [pointer, integer, integer, integer, integer, integer, pointer,
-                                                pointer, pointer, integer, pointer, integer, pointer, pointer, integer]
-        library.wino23_int8_forward.restype = integer
-        library.pointwise_int8_forward.argtypes = [pointer, integer, integer, pointer, pointer, pointer, integer,
-                                                   pointer, integer, pointer, pointer, integer]
-        library.pointwise_int8_forward.restype = integer
+    for name, signature in spec.functions.items():
+        function = getattr(library, name)
+        function.argtypes = [_CTYPES[code] for code in signature]
+        function.restype = ctypes.c_int
     return library
 
 
@@ -257,8 +260,8 @@ def describe() -> str:
     if not usable:
         return f"not used ({why})"
     try:
-        version = subprocess.run([_compiler(), "--version"], capture_output=True, text=True, timeout=30).stdout
-    except (OSError, subprocess.SubprocessError, NativeUnavailable):
+        version = _compiler_version(_compiler())
+    except NativeUnavailable:
         version = ""
     return f"used (built with {(version.splitlines() or ['an unknown compiler'])[0].strip()})"
 
@@ -291,13 +294,14 @@ class NativeWinogradConv(nn.Module):
     ``slopes``: PReLU slopes, [C_out] or [1] (shared); ``relu`` and ``slopes`` exclude each other.
     """
 
+    KERNEL = "wino63"
+    KERNEL_SIZE = 3
+    TAKES = "3x3 stride-1 convolutions without dilation or groups"
+
     def __init__(self, conv: nn.Conv2d, *, relu: bool = False, slopes: torch.Tensor | None = None) -> None:
         super().__init__()
-        if not winograd.applies(conv):
-            raise ValueError("NativeWinogradConv takes 3x3 stride-1 convolutions without dilation or groups")
-        self._setup(conv, relu, slopes)
-
-    def _setup(self, conv: nn.Conv2d, relu: bool, slopes: torch.Tensor | None) -> None:
+        if not self.applies(conv):
+            raise ValueError(f"{type(self).__name__} takes {self.TAKES}")
         if relu and slopes is not None:
             raise ValueError("a ReLU and PReLU slopes cannot both follow the convolution")
         self.library = _library(self.KERNEL)
@@ -315,8 +319,10 @@ class NativeWinogradConv(nn.Module):
             self.slopes = None
             self.activation = "relu" if relu else "none"
 
-    KERNEL = "wino63"
-    KERNEL_SIZE = 3
+    @staticmethod
+    def applies(conv: nn.Conv2d) -> bool:
+        """Whether this module can compute ``conv``."""
+        return winograd.applies(conv)
 
     def _pack(self, weight: torch.Tensor) -> None:
         self.filters = pack_filters(weight)
@@ -428,12 +434,8 @@ class NativeInt8PointwiseConv(NativeWinogradConv):
 
     KERNEL = "wino23_int8"
     KERNEL_SIZE = 1
-
-    def __init__(self, conv: nn.Conv2d, *, relu: bool = False, slopes: torch.Tensor | None = None) -> None:
-        if not pointwise_applies(conv):
-            raise ValueError("NativeInt8PointwiseConv takes 1x1 stride-1 convolutions without padding or groups")
-        nn.Module.__init__(self)
-        self._setup(conv, relu, slopes)
+    TAKES = "1x1 stride-1 convolutions without padding or groups"
+    applies = staticmethod(pointwise_applies)
 
     def _pack(self, weight: torch.Tensor) -> None:
         matrix = weight.detach().double().numpy()[:, :, 0, 0].T[None]  # 1, C_in, C_out

@@ -239,6 +239,16 @@ class _Step:
     tops: tuple[str, ...]
 
 
+def _kernel_usable(kernel: str, required: bool, failure: str) -> bool:
+    """Whether a native kernel runs here; PosebridgeError("failure: why") when it is required but cannot."""
+    from posebridge.runtime import native_winograd
+
+    usable, why = native_winograd.availability(kernel)
+    if required and not usable:
+        raise PosebridgeError(f"{failure}: {why}")
+    return usable
+
+
 def _plain_conv(module: nn.Module) -> bool:
     """A 2-D convolution oneDNN's fused primitive takes: zero padding given as numbers."""
     return (type(module) is nn.Conv2d and module.padding_mode == "zeros" and isinstance(module.padding, tuple)
@@ -273,14 +283,10 @@ class TunedNet(nn.Module):
         self.packed = mkldnn_ready() if packed is None else packed
         # Winograd in bfloat16 would multiply the rounding of its transforms: float32 only.
         self.use_winograd = use_winograd and precision == "fp32"
-        self.native = self._native_wanted(native)
-        self.int8 = precision == "int8"
-        if self.int8:
-            from posebridge.runtime import native_winograd
-
-            usable, why = native_winograd.availability("wino23_int8")
-            if not usable:
-                raise PosebridgeError(f"the tuned int8 net needs the native int8 Winograd kernel: {why}")
+        self.native = self.use_winograd and native is not False and _kernel_usable(
+            "wino63", bool(native), "the native Winograd kernel cannot run here")
+        self.int8 = precision == "int8" and _kernel_usable(
+            "wino23_int8", True, "the tuned int8 net needs the native int8 Winograd kernel")
         self.winograd_convs = 0
         self.native_convs = 0
         self.input_name = net.input_names[0]
@@ -298,21 +304,15 @@ class TunedNet(nn.Module):
                 continue
             module = net._module(step)
             tops = step.tops
-            if _plain_conv(module) and self._runs_native(module):
-                activation_index = self._fusable_activation(net, users, index, (nn.ReLU, CaffePReLU))
-                activation = None if activation_index is None else net._module(net.steps[activation_index])
-                if activation_index is not None:
-                    skip.add(activation_index)
-                    tops = net.steps[activation_index].tops
+            if _plain_conv(module):
+                native = self._runs_native(module)  # the native kernels fuse PReLU too, oneDNN only ReLU
+                fused = self._fusable_activation(net, users, index, (nn.ReLU, CaffePReLU) if native else (nn.ReLU,))
+                activation = None if fused is None else net._module(net.steps[fused])
+                if fused is not None:
+                    skip.add(fused)
+                    tops = net.steps[fused].tops
                     self.fused_relus += 1
-                module = self._native_conv(module, activation)
-            elif _plain_conv(module):
-                relu_index = self._fusable_activation(net, users, index, (nn.ReLU,))
-                if relu_index is not None:
-                    skip.add(relu_index)
-                    tops = net.steps[relu_index].tops
-                    self.fused_relus += 1
-                module = self._conv(module, relu_index is not None)
+                module = self._native_conv(module, activation) if native else self._conv(module, fused is not None)
             else:
                 module = fast_max_pool(module) or fast_concat(module) or self._in_precision(module)
             key = f"l{len(self.layers)}"
@@ -335,16 +335,6 @@ class TunedNet(nn.Module):
         if type(net._module(reader)) not in kinds or len(reader.bottoms) != 1 or len(reader.tops) != 1:
             return None
         return readers[0]
-
-    def _native_wanted(self, native: bool | None) -> bool:
-        if not self.use_winograd or native is False:
-            return False
-        from posebridge.runtime import native_winograd
-
-        usable, why = native_winograd.availability()
-        if native and not usable:
-            raise PosebridgeError(f"the native Winograd kernel cannot run here: {why}")
-        return usable
 
     def _runs_native(self, conv: nn.Conv2d) -> bool:
         from posebridge.runtime.native_winograd import pointwise_applies

@@ -158,7 +158,7 @@ def test_requiring_the_kernel_where_it_cannot_run_fails_clearly(monkeypatch):
     from posebridge.converter.network import CaffeNet
     from posebridge.prototxt.synth import synthesize
 
-    monkeypatch.setattr(nw, "availability", lambda: (False, "the CPU has no AVX-512F"))
+    monkeypatch.setattr(nw, "availability", lambda kernel="wino63": (False, "the CPU has no AVX-512F"))
     graph = zoo.graph("zoo:hand")
     net = CaffeNet(graph, synthesize(graph, seed=0, init="he"))
     with pytest.raises(PosebridgeError, match="native Winograd kernel cannot run here: the CPU has no AVX-512F"):
@@ -260,3 +260,15 @@ def test_int8_pointwise_stays_near_the_float64_product(cin, cout, activation):
     assert 1e-4 < float((y - expected).abs().max() / expected.abs().max()) < 0.03
     with pytest.raises(ValueError, match="1x1 stride-1"):
         nw.NativeInt8PointwiseConv(torch.nn.Conv2d(cin, cout, 1, padding=1))
+
+
+def test_declared_signatures_match_the_c_prototypes():
+    import re
+
+    for kernel in nw.KERNELS.values():
+        text = kernel.text()
+        for name, signature in kernel.functions.items():
+            found = re.search(rf"\bint {name}\(([^)]*)\)", text)
+            assert found, name
+            params = [p.strip() for p in found.group(1).split(",")]
+            assert "".join("p" if "*" in p else "i" for p in params) == signature, name

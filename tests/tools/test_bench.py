@@ -209,6 +209,17 @@ def test_bad_options_exit_2_with_one_line(argv, message, capsys, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_an_output_folder_that_cannot_be_made_fails_before_measuring(capsys, tmp_path, monkeypatch):
+    from posebridge.tools import bench
+
+    monkeypatch.setattr(bench, "run_bench", lambda *a, **k: pytest.fail("measured before checking --out"))
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    assert main(["bench", "--quick", "--out", str(blocker / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "the output folder cannot be made or written to" in err and "Traceback" not in err
+
+
 @pytest.mark.slow
 def test_quick_bench_writes_json_table_and_plot(tmp_path, capsys):
     out = tmp_path / "out"

@@ -66,11 +66,28 @@ def config_from_args(args: argparse.Namespace):
     return dataclasses.replace(config, **changes)
 
 
+def check_output_folder(folder: str) -> None:
+    """Make ``folder`` and prove it takes a file now: a FileAccessError before a 12-minute run, not after."""
+    import tempfile
+    from pathlib import Path
+
+    from posebridge.errors import FileAccessError
+
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        raise FileAccessError(f"the output folder cannot be made or written to ({error.strerror or error})",
+                              file=str(folder)) from None
+
+
 def run(args: argparse.Namespace) -> int:
     from posebridge.tools.bench import run_bench, write_results
     from posebridge.tools.bench.report import markdown
 
     config = config_from_args(args)
+    check_output_folder(args.out)
     command = "posebridge bench " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if sys.argv[1:2] == ["bench"] \
         else "posebridge bench" + (" --quick" if args.quick else "")
     results = run_bench(config, work=args.work, command=command.strip(),

@@ -44,8 +44,8 @@ SOURCE = Path(__file__).with_name("native") / "wino63.c"
 INT8_SOURCE = Path(__file__).with_name("native") / "wino23_int8.c"
 MARKER = "/* @TRANSFORMS@ */"
 FLAGS = ("-O3", "-mavx512f", "-mfma", "-fopenmp", "-shared", "-fPIC", "-std=c11")
-INT8_FLAGS = ("-O3", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512vnni", "-mfma", "-fopenmp", "-shared",
-              "-fPIC", "-std=c11")
+INT8_FLAGS = ("-O3", "-mavx512f", "-mavx512bw", "-mavx512dq", "-mavx512vl", "-mavx512vnni", "-mfma", "-fopenmp",
+              "-shared", "-fPIC", "-std=c11")
 ENABLE_ENV = "POSEBRIDGE_NATIVE"
 CACHE_ENV = "XDG_CACHE_HOME"
 CACHE_SUBDIR = ("posebridge", "native")
@@ -161,7 +161,7 @@ KERNELS = {
     "wino63": Kernel("wino63", source, FLAGS, frozenset({"avx512f"}), "wino63_abi",
                      {"wino63_forward": "piiiiipipippi"}),
     "wino23_int8": Kernel("wino23_int8", lambda: INT8_SOURCE.read_text(encoding="utf-8"), INT8_FLAGS,
-                          frozenset({"avx512f", "avx512bw", "avx512vl", "avx512_vnni"}), "wino23_int8_abi",
+                          frozenset({"avx512f", "avx512bw", "avx512dq", "avx512vl", "avx512_vnni"}), "wino23_int8_abi",
                           {"wino23_int8_forward": "piiiiipppipippi", "pointwise_int8_forward": "piipppipippi"}),
 }
 _CTYPES = {"p": ctypes.c_void_p, "i": ctypes.c_int}

@@ -14,10 +14,13 @@
  *   y    NHWC float32 output, [Ho][Wo][Cout]
  * Kp = Cin rounded up to 16, Np = Cout rounded up to 32.
  *
- * Each thread takes blocks of TB output tiles (2x2 each): it transforms their 4x4 input tiles in
- * float32, quantizes each of the 16 positions with its own scale (absmax over the block / 127,
- * so the scales follow the data: no calibration), multiplies with vpdpbusd into int32, and
- * transforms back in float32 with the bias and activation.
+ * Each thread takes blocks of TB output tiles (2x2 each). It transforms their 4x4 input tiles in
+ * float32 twice: once for the absmax of each of the 16 positions over the block (the scale is
+ * absmax / 127, so the scales follow the data: no calibration), once to round them to uint8
+ * with those scales (the second pass costs less than keeping the float32 tiles: they would not
+ * stay in L1). Then, per group of 32 output channels, it multiplies with vpdpbusd into int32
+ * accumulators that start at -comp, and transforms the 16 products of each tile back in float32
+ * with the bias and activation while they are still in L1.
  */
 #include <immintrin.h>
 #include <stdint.h>
@@ -34,108 +37,116 @@ static inline __mmask16 lane_mask(int left) {
     return left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (left > 0 ? left : 0)) - 1u);
 }
 
-/* Uf: [16][TB][Kp] fp32; returns absmax per position in amax[16] */
-static void input_tiles(const float *x, int H, int W, int Cin, int Kp, int pad_h, int pad_w,
-                        int tiles_w, int t0, int T, float *Uf, float *amax)
+/* The 4x4 input tile (y0, x0) at channels k..k+15, transformed: u[a*4+b] = (B^T d B)[a][b]. */
+static inline void tile_transform(const float *x, int H, int W, int Cin, int y0, int x0, int k, __m512 *u)
 {
-    __m512 mx[16];
+    const __mmask16 mask = lane_mask(Cin - k);
+    __m512 d[4][4], r[4][4];
+    if (y0 >= 0 && y0 + 3 < H && x0 >= 0 && x0 + 3 < W) {
+        const float *src = x + ((size_t)y0 * W + x0) * Cin + k;
+        for (int i = 0; i < 4; i++)
+            for (int j = 0; j < 4; j++)
+                d[i][j] = _mm512_maskz_loadu_ps(mask, src + ((size_t)i * W + j) * Cin);
+    } else {
+        for (int i = 0; i < 4; i++) {
+            const int yy = y0 + i;
+            for (int j = 0; j < 4; j++) {
+                const int xx = x0 + j;
+                d[i][j] = (yy >= 0 && yy < H && xx >= 0 && xx < W)
+                    ? _mm512_maskz_loadu_ps(mask, x + ((size_t)yy * W + xx) * Cin + k) : _mm512_setzero_ps();
+            }
+        }
+    }
+    for (int j = 0; j < 4; j++) {
+        r[0][j] = _mm512_sub_ps(d[0][j], d[2][j]);
+        r[1][j] = _mm512_add_ps(d[1][j], d[2][j]);
+        r[2][j] = _mm512_sub_ps(d[2][j], d[1][j]);
+        r[3][j] = _mm512_sub_ps(d[1][j], d[3][j]);
+    }
+    for (int a = 0; a < 4; a++) {
+        u[a * 4 + 0] = _mm512_sub_ps(r[a][0], r[a][2]);
+        u[a * 4 + 1] = _mm512_add_ps(r[a][1], r[a][2]);
+        u[a * 4 + 2] = _mm512_sub_ps(r[a][2], r[a][1]);
+        u[a * 4 + 3] = _mm512_sub_ps(r[a][1], r[a][3]);
+    }
+}
+
+/* Two passes over the block's input tiles: the absmax of each of the 16 positions (the block's
+ * scales), then the transform again, rounded to uint8 with offset 128: Uq [16][TB][Kp]. */
+static void input_tiles(const float *x, int H, int W, int Cin, int Kp, int pad_h, int pad_w,
+                        int tiles_w, int t0, int T, uint8_t *Uq, float *su)
+{
+    __m512 mx[16], u[16];
     for (int p = 0; p < 16; p++) mx[p] = _mm512_setzero_ps();
     for (int t = 0; t < T; t++) {
         const int y0 = ((t0 + t) / tiles_w) * 2 - pad_h, x0 = ((t0 + t) % tiles_w) * 2 - pad_w;
         for (int k = 0; k < Kp; k += 16) {
-            const __mmask16 mask = lane_mask(Cin - k);
-            __m512 d[4][4], r[4][4];
-            for (int i = 0; i < 4; i++) {
-                const int yy = y0 + i;
-                for (int j = 0; j < 4; j++) {
-                    const int xx = x0 + j;
-                    d[i][j] = (yy >= 0 && yy < H && xx >= 0 && xx < W)
-                        ? _mm512_maskz_loadu_ps(mask, x + ((size_t)yy * W + xx) * Cin + k) : _mm512_setzero_ps();
-                }
-            }
-            for (int j = 0; j < 4; j++) {
-                r[0][j] = _mm512_sub_ps(d[0][j], d[2][j]);
-                r[1][j] = _mm512_add_ps(d[1][j], d[2][j]);
-                r[2][j] = _mm512_sub_ps(d[2][j], d[1][j]);
-                r[3][j] = _mm512_sub_ps(d[1][j], d[3][j]);
-            }
-            for (int a = 0; a < 4; a++) {
-                __m512 u[4];
-                u[0] = _mm512_sub_ps(r[a][0], r[a][2]);
-                u[1] = _mm512_add_ps(r[a][1], r[a][2]);
-                u[2] = _mm512_sub_ps(r[a][2], r[a][1]);
-                u[3] = _mm512_sub_ps(r[a][1], r[a][3]);
-                for (int b = 0; b < 4; b++) {
-                    _mm512_store_ps(Uf + ((size_t)(a * 4 + b) * TB + t) * Kp + k, u[b]);
-                    mx[a * 4 + b] = _mm512_max_ps(mx[a * 4 + b], _mm512_abs_ps(u[b]));
-                }
-            }
+            tile_transform(x, H, W, Cin, y0, x0, k, u);
+            for (int p = 0; p < 16; p++) mx[p] = _mm512_range_ps(mx[p], u[p], 0x0B);  /* max(|mx|, |u|) */
         }
     }
-    for (int p = 0; p < 16; p++) amax[p] = _mm512_reduce_max_ps(mx[p]);
-}
-
-/* Uq: [16][TB][Kp] uint8 = round(U / s) + 128 */
-static void quantize(const float *Uf, int Kp, int positions, const float *inv, uint8_t *Uq)
-{
+    __m512 inv[16];
+    for (int p = 0; p < 16; p++) {
+        const float amax = _mm512_reduce_max_ps(mx[p]);
+        su[p] = amax / 127.0f;
+        inv[p] = _mm512_set1_ps(amax > 0 ? 127.0f / amax : 0.0f);
+    }
     const __m512 off = _mm512_set1_ps(128.0f);
-    for (int p = 0; p < positions; p++) {
-        const __m512 sc = _mm512_set1_ps(inv[p]);
-        const float *src = Uf + (size_t)p * TB * Kp;
-        uint8_t *dst = Uq + (size_t)p * TB * Kp;
-        for (int i = 0; i < TB * Kp; i += 16) {
-            __m512 v = _mm512_fmadd_ps(_mm512_load_ps(src + i), sc, off);
-            __m512i q = _mm512_cvtps_epi32(v);  /* round to nearest even */
-            q = _mm512_max_epi32(_mm512_min_epi32(q, _mm512_set1_epi32(255)), _mm512_setzero_si512());
-            _mm_storeu_si128((__m128i *)(dst + i), _mm512_cvtepi32_epi8(q));
+    for (int t = 0; t < T; t++) {
+        const int y0 = ((t0 + t) / tiles_w) * 2 - pad_h, x0 = ((t0 + t) % tiles_w) * 2 - pad_w;
+        for (int k = 0; k < Kp; k += 16) {
+            tile_transform(x, H, W, Cin, y0, x0, k, u);
+            for (int p = 0; p < 16; p++) {
+                const __m512i q = _mm512_cvtps_epi32(_mm512_fmadd_ps(u[p], inv[p], off));  /* nearest even */
+                _mm_store_si128((__m128i *)(Uq + ((size_t)p * TB + t) * Kp + k), _mm512_cvtusepi32_epi8(q));
+            }
         }
     }
 }
 
-/* V: [16][Np/32][Kp/4][32 co][4 k] int8; M: [16][TB][Np] int32 */
-static void products(const uint8_t *Uq, const int8_t *V, int32_t *M, int Kp, int Np, int positions)
+/* Products of one block of 32 output channels (cb) at one position p:
+ * M[r][0..31] = sum_k Uq[p][r][k] * V[p][cb][k][.] - comp[p][cb*32 + .], int32, for TB rows. */
+static inline void products(const uint8_t *Up, const int8_t *Vb, const int32_t *cp, int Kp, int32_t *M)
 {
-    const int blocks = Np / NB;
-    for (int p = 0; p < positions; p++) {
-        const uint8_t *Up = Uq + (size_t)p * TB * Kp;
-        for (int cb = 0; cb < blocks; cb++) {
-            const int8_t *Vb = V + ((size_t)p * blocks + cb) * Kp * NB;
-            __m512i c0[TB], c1[TB];
-            for (int r = 0; r < TB; r++) { c0[r] = _mm512_setzero_si512(); c1[r] = _mm512_setzero_si512(); }
-            for (int k = 0; k < Kp; k += 4) {
-                const __m512i v0 = _mm512_loadu_si512(Vb + (size_t)k * NB), v1 = _mm512_loadu_si512(Vb + (size_t)k * NB + 64);
-                for (int r = 0; r < TB; r++) {
-                    const __m512i a = _mm512_set1_epi32(*(const int32_t *)(Up + (size_t)r * Kp + k));
-                    c0[r] = _mm512_dpbusd_epi32(c0[r], a, v0);
-                    c1[r] = _mm512_dpbusd_epi32(c1[r], a, v1);
-                }
-            }
-            int32_t *Mb = M + (size_t)p * TB * Np + cb * NB;
-            for (int r = 0; r < TB; r++) {
-                _mm512_store_si512(Mb + (size_t)r * Np, c0[r]);
-                _mm512_store_si512(Mb + (size_t)r * Np + 16, c1[r]);
-            }
+    __m512i c0[TB], c1[TB];
+    const __m512i n0 = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_loadu_si512(cp));
+    const __m512i n1 = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_loadu_si512(cp + 16));
+    #pragma GCC unroll 16
+    for (int r = 0; r < TB; r++) { c0[r] = n0; c1[r] = n1; }
+    for (int k = 0; k < Kp; k += 4) {
+        const __m512i v0 = _mm512_loadu_si512(Vb + (size_t)k * NB), v1 = _mm512_loadu_si512(Vb + (size_t)k * NB + 64);
+        /* unrolled, so that the 2 x TB accumulators stay in registers (GCC does not always unroll it) */
+        #pragma GCC unroll 16
+        for (int r = 0; r < TB; r++) {
+            const __m512i a = _mm512_set1_epi32(*(const int32_t *)(Up + (size_t)r * Kp + k));
+            c0[r] = _mm512_dpbusd_epi32(c0[r], a, v0);
+            c1[r] = _mm512_dpbusd_epi32(c1[r], a, v1);
         }
+    }
+    #pragma GCC unroll 16
+    for (int r = 0; r < TB; r++) {
+        _mm512_store_si512(M + (size_t)r * NB, c0[r]);
+        _mm512_store_si512(M + (size_t)r * NB + 16, c1[r]);
     }
 }
 
-/* scale[p][co] = s_u[p] * s_v[p][co]; comp[p][co] = 128 * colsum(Vq[p][:, co]) */
-static void output_tiles(const int32_t *M, int Np, int Cout, int Ho, int Wo, int tiles_w, int t0, int T,
-                         const float *su, const float *sv, const int32_t *comp,
-                         const float *bias, int activation, const float *slope, float *y)
+/* M: [16][TB][32] int32 products of output channels co0..co0+31 (offsets compensated);
+ * S: [16][32] float32 = s_u[p] * s_v[p][co]. */
+static void output_tiles(const int32_t *M, const float *S, int co0, int Cout, int Ho, int Wo, int tiles_w,
+                         int t0, int T, const float *bias, int activation, const float *slope, float *y)
 {
     const __m512 zero = _mm512_setzero_ps();
-    for (int t = 0; t < T; t++) {
-        const int oy0 = ((t0 + t) / tiles_w) * 2, ox0 = ((t0 + t) % tiles_w) * 2;
-        for (int co = 0; co < Cout; co += 16) {
-            const __mmask16 mask = lane_mask(Cout - co);
+    for (int half = 0; half < 2 && co0 + half * 16 < Cout; half++) {
+        const int co = co0 + half * 16;
+        const __mmask16 mask = lane_mask(Cout - co);
+        const __m512 bv = bias ? _mm512_maskz_loadu_ps(mask, bias + co) : zero;
+        const __m512 sl = activation == 2 ? _mm512_maskz_loadu_ps(mask, slope + co) : zero;
+        for (int t = 0; t < T; t++) {
+            const int oy0 = ((t0 + t) / tiles_w) * 2, ox0 = ((t0 + t) % tiles_w) * 2;
             __m512 m[16];
-            for (int p = 0; p < 16; p++) {
-                __m512i acc = _mm512_sub_epi32(_mm512_load_si512(M + ((size_t)p * TB + t) * Np + co),
-                                               _mm512_loadu_si512(comp + (size_t)p * Np + co));
-                m[p] = _mm512_mul_ps(_mm512_cvtepi32_ps(acc),
-                                     _mm512_mul_ps(_mm512_set1_ps(su[p]), _mm512_loadu_ps(sv + (size_t)p * Np + co)));
-            }
+            for (int p = 0; p < 16; p++)
+                m[p] = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_load_si512(M + ((size_t)p * TB + t) * NB + half * 16)),
+                                     _mm512_load_ps(S + p * NB + half * 16));
             __m512 r0[4], r1[4];
             for (int b = 0; b < 4; b++) {
                 r0[b] = _mm512_add_ps(_mm512_add_ps(m[0 * 4 + b], m[1 * 4 + b]), m[2 * 4 + b]);
@@ -146,8 +157,6 @@ static void output_tiles(const int32_t *M, int Np, int Cout, int Ho, int Wo, int
             out[0][1] = _mm512_sub_ps(_mm512_sub_ps(r0[1], r0[2]), r0[3]);
             out[1][0] = _mm512_add_ps(_mm512_add_ps(r1[0], r1[1]), r1[2]);
             out[1][1] = _mm512_sub_ps(_mm512_sub_ps(r1[1], r1[2]), r1[3]);
-            const __m512 bv = bias ? _mm512_maskz_loadu_ps(mask, bias + co) : zero;
-            const __m512 sl = activation == 2 ? _mm512_maskz_loadu_ps(mask, slope + co) : zero;
             for (int i = 0; i < 2 && oy0 + i < Ho; i++)
                 for (int j = 0; j < 2 && ox0 + j < Wo; j++) {
                     __m512 v = _mm512_add_ps(out[i][j], bv);
@@ -174,27 +183,33 @@ int wino23_int8_forward(const float *x, int H, int W, int Cin, int pad_h, int pa
     int failed = 0;
     #pragma omp parallel num_threads(threads > 0 ? threads : 1)
     {
-        float *Uf = aligned_alloc(64, (size_t)16 * TB * Kp * 4);
         uint8_t *Uq = aligned_alloc(64, (size_t)16 * TB * Kp);
-        int32_t *M = aligned_alloc(64, (size_t)16 * TB * Np * 4);
-        if (!Uf || !Uq || !M) {
+        int32_t *M = aligned_alloc(64, (size_t)16 * TB * NB * 4);
+        if (!Uq || !M) {
             #pragma omp atomic write
             failed = 1;
         } else {
-            memset(Uf, 0, (size_t)16 * TB * Kp * 4);  /* rows past the last tile stay finite */
+            memset(Uq, 0, (size_t)16 * TB * Kp);  /* rows past the last tile of a block: defined values */
         }
         #pragma omp for schedule(static)
         for (int block = 0; block < blocks; block++) {
-            if (!Uf || !Uq || !M) continue;
+            if (!Uq || !M) continue;
             const int t0 = block * TB, T = total - t0 < TB ? total - t0 : TB;
-            float amax[16], inv[16], su[16];
-            input_tiles(x, H, W, Cin, Kp, pad_h, pad_w, tiles_w, t0, T, Uf, amax);
-            for (int p = 0; p < 16; p++) { su[p] = amax[p] / 127.0f; inv[p] = amax[p] > 0 ? 127.0f / amax[p] : 0.0f; }
-            quantize(Uf, Kp, 16, inv, Uq);
-            products(Uq, V, M, Kp, Np, 16);
-            output_tiles(M, Np, Cout, Ho, Wo, tiles_w, t0, T, su, sv, comp, bias, activation, slope, y);
+            float su[16];
+            __attribute__((aligned(64))) float S[16 * NB];
+            input_tiles(x, H, W, Cin, Kp, pad_h, pad_w, tiles_w, t0, T, Uq, su);
+            for (int cb = 0; cb < Np / NB; cb++) {
+                for (int p = 0; p < 16; p++) {
+                    products(Uq + (size_t)p * TB * Kp, V + ((size_t)p * (Np / NB) + cb) * Kp * NB,
+                             comp + (size_t)p * Np + cb * NB, Kp, M + (size_t)p * TB * NB);
+                    const __m512 s = _mm512_set1_ps(su[p]);
+                    _mm512_store_ps(S + p * NB, _mm512_mul_ps(s, _mm512_loadu_ps(sv + (size_t)p * Np + cb * NB)));
+                    _mm512_store_ps(S + p * NB + 16, _mm512_mul_ps(s, _mm512_loadu_ps(sv + (size_t)p * Np + cb * NB + 16)));
+                }
+                output_tiles(M, S, cb * NB, Cout, Ho, Wo, tiles_w, t0, T, bias, activation, slope, y);
+            }
         }
-        free(Uf); free(Uq); free(M);
+        free(Uq); free(M);
     }
     return failed ? -1 : 0;
 }
@@ -210,45 +225,50 @@ int pointwise_int8_forward(const float *x, int pixels, int Cin, const int8_t *V,
     int failed = 0;
     #pragma omp parallel num_threads(threads > 0 ? threads : 1)
     {
-        float *Uf = aligned_alloc(64, (size_t)TB * Kp * 4);
         uint8_t *Uq = aligned_alloc(64, (size_t)TB * Kp);
-        int32_t *M = aligned_alloc(64, (size_t)TB * Np * 4);
-        if (!Uf || !Uq || !M) {
+        int32_t *M = aligned_alloc(64, (size_t)TB * NB * 4);
+        if (!Uq || !M) {
             #pragma omp atomic write
             failed = 1;
         } else {
-            memset(Uf, 0, (size_t)TB * Kp * 4);
+            memset(Uq, 0, (size_t)TB * Kp);
         }
         const __m512 zero = _mm512_setzero_ps();
         #pragma omp for schedule(static)
         for (int block = 0; block < blocks; block++) {
-            if (!Uf || !Uq || !M) continue;
+            if (!Uq || !M) continue;
             const int t0 = block * TB, T = pixels - t0 < TB ? pixels - t0 : TB;
             __m512 mx = zero;
             for (int t = 0; t < T; t++)
+                for (int k = 0; k < Kp; k += 16)
+                    mx = _mm512_range_ps(mx, _mm512_maskz_loadu_ps(lane_mask(Cin - k), x + (size_t)(t0 + t) * Cin + k), 0x0B);
+            const float amax = _mm512_reduce_max_ps(mx);
+            const float su = amax / 127.0f;
+            const __m512 inv = _mm512_set1_ps(amax > 0 ? 127.0f / amax : 0.0f), off = _mm512_set1_ps(128.0f);
+            for (int t = 0; t < T; t++)
                 for (int k = 0; k < Kp; k += 16) {
                     const __m512 v = _mm512_maskz_loadu_ps(lane_mask(Cin - k), x + (size_t)(t0 + t) * Cin + k);
-                    _mm512_store_ps(Uf + (size_t)t * Kp + k, v);
-                    mx = _mm512_max_ps(mx, _mm512_abs_ps(v));
+                    const __m512i q = _mm512_cvtps_epi32(_mm512_fmadd_ps(v, inv, off));
+                    _mm_store_si128((__m128i *)(Uq + (size_t)t * Kp + k), _mm512_cvtusepi32_epi8(q));
                 }
-            const float amax = _mm512_reduce_max_ps(mx);
-            const float su = amax / 127.0f, inv = amax > 0 ? 127.0f / amax : 0.0f;
-            quantize(Uf, Kp, 1, &inv, Uq);
-            products(Uq, V, M, Kp, Np, 1);
-            for (int t = 0; t < T; t++)
-                for (int co = 0; co < Cout; co += 16) {
+            for (int cb = 0; cb < Np / NB; cb++) {
+                products(Uq, V + (size_t)cb * Kp * NB, comp + cb * NB, Kp, M);
+                for (int co = cb * NB; co < Cout && co < cb * NB + NB; co += 16) {
                     const __mmask16 mask = lane_mask(Cout - co);
-                    const __m512i acc = _mm512_sub_epi32(_mm512_load_si512(M + (size_t)t * Np + co),
-                                                         _mm512_loadu_si512(comp + co));
-                    __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(acc), _mm512_mul_ps(_mm512_set1_ps(su), _mm512_loadu_ps(sv + co)));
-                    v = _mm512_add_ps(v, bias ? _mm512_maskz_loadu_ps(mask, bias + co) : zero);
-                    if (activation == 1) v = _mm512_max_ps(zero, v);
-                    else if (activation == 2)
-                        v = _mm512_mask_mul_ps(v, _mm512_cmp_ps_mask(v, zero, _CMP_LT_OQ), v, _mm512_maskz_loadu_ps(mask, slope + co));
-                    _mm512_mask_storeu_ps(y + (size_t)(t0 + t) * Cout + co, mask, v);
+                    const __m512 scale = _mm512_mul_ps(_mm512_set1_ps(su), _mm512_loadu_ps(sv + co));
+                    const __m512 bv = bias ? _mm512_maskz_loadu_ps(mask, bias + co) : zero;
+                    for (int t = 0; t < T; t++) {
+                        __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_load_si512(M + (size_t)t * NB + co - cb * NB)), scale);
+                        v = _mm512_add_ps(v, bv);
+                        if (activation == 1) v = _mm512_max_ps(zero, v);
+                        else if (activation == 2)
+                            v = _mm512_mask_mul_ps(v, _mm512_cmp_ps_mask(v, zero, _CMP_LT_OQ), v, _mm512_maskz_loadu_ps(mask, slope + co));
+                        _mm512_mask_storeu_ps(y + (size_t)(t0 + t) * Cout + co, mask, v);
+                    }
                 }
+            }
         }
-        free(Uf); free(Uq); free(M);
+        free(Uq); free(M);
     }
     return failed ? -1 : 0;
 }

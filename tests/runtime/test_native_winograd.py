@@ -166,7 +166,7 @@ def test_requiring_the_kernel_where_it_cannot_run_fails_clearly(monkeypatch):
     assert tune(net, check=False).native_convs == 0  # the default quietly uses the PyTorch form
 
 
-CAN_BUILD_INT8 = CAN_BUILD and {"avx512bw", "avx512vl", "avx512_vnni"} <= cpu_flags()
+CAN_BUILD_INT8 = CAN_BUILD and nw.KERNELS["wino23_int8"].cpu_flags <= cpu_flags()
 needs_int8_kernel = pytest.mark.skipif(not CAN_BUILD_INT8, reason="the int8 kernel needs AVX-512 VNNI and a C compiler")
 
 

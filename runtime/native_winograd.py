@@ -49,7 +49,7 @@ INT8_FLAGS = ("-O3", "-mavx512f", "-mavx512bw", "-mavx512dq", "-mavx512vl", "-ma
 ENABLE_ENV = "POSEBRIDGE_NATIVE"
 CACHE_ENV = "XDG_CACHE_HOME"
 CACHE_SUBDIR = ("posebridge", "native")
-ABI = 1
+ABI = 2
 #: Tile size m of F(m x m, 3 x 3) and the packing of the transformed filters (see wino63.c).
 TILE = 6
 IN_BLOCK, OUT_BLOCK = 16, 32
@@ -159,10 +159,10 @@ class Kernel:
 
 KERNELS = {
     "wino63": Kernel("wino63", source, FLAGS, frozenset({"avx512f"}), "wino63_abi",
-                     {"wino63_forward": "piiiiipipippi"}),
+                     {"wino63_forward": "piiiiiipipippii"}),
     "wino23_int8": Kernel("wino23_int8", lambda: INT8_SOURCE.read_text(encoding="utf-8"), INT8_FLAGS,
                           frozenset({"avx512f", "avx512bw", "avx512dq", "avx512vl", "avx512_vnni"}), "wino23_int8_abi",
-                          {"wino23_int8_forward": "piiiiipppipippi", "pointwise_int8_forward": "piipppipippi"}),
+                          {"wino23_int8_forward": "piiiiiipppipippii", "pointwise_int8_forward": "piiipppipippii"}),
 }
 _CTYPES = {"p": ctypes.c_void_p, "i": ctypes.c_int}
 
@@ -330,28 +330,64 @@ class NativeWinogradConv(nn.Module):
     def extra_repr(self) -> str:
         return f"{self.in_channels}, {self.out_channels}, F(6x6, 3x3) native, pad={self.pad}, {self.activation}"
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def output_size(self, height: int, width: int) -> tuple[int, int]:
+        """(H', W') of the output for an (H, W) input."""
+        shrink = self.KERNEL_SIZE - 1
+        return height + 2 * self.pad[0] - shrink, width + 2 * self.pad[1] - shrink
+
+    def forward(self, x: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """``out``: where to write, an (N, H', W', C_out) float32 view whose pixels are rows of
+        unit channel stride (a channel slice of a channels-last buffer, such as a Concat's);
+        by default a new tensor. Returns the output as (N, C_out, H', W') channels-last."""
         batch, channels, height, width = x.shape
         if channels != self.in_channels or x.dtype != torch.float32:
             raise ValueError(f"expected float32 input with {self.in_channels} channels, got {x.dtype} with {channels}")
-        shrink = self.KERNEL_SIZE - 1
-        out_h, out_w = height + 2 * self.pad[0] - shrink, width + 2 * self.pad[1] - shrink
-        nhwc = x.permute(0, 2, 3, 1).contiguous()
-        y = torch.empty((batch, max(out_h, 0), max(out_w, 0), self.out_channels), dtype=torch.float32)
+        out_h, out_w = self.output_size(height, width)
+        nhwc = x.permute(0, 2, 3, 1)
+        if pixel_stride(nhwc) is None:
+            nhwc = nhwc.contiguous()
+        shape = (batch, max(out_h, 0), max(out_w, 0), self.out_channels)
+        if out is None:
+            y = torch.empty(shape, dtype=torch.float32)
+        elif tuple(out.shape) != shape or out.dtype != torch.float32 or pixel_stride(out) is None:
+            raise ValueError(f"out must be a float32 {shape} view with unit channel stride and packed pixel rows, "
+                             f"got {out.dtype} {tuple(out.shape)} with strides {out.stride()}")
+        else:
+            y = out
         bias = self.bias.ctypes.data if self.bias is not None else None
         slopes = self.slopes.ctypes.data if self.slopes is not None else None
         threads = torch.get_num_threads()
         for item in range(batch):
-            if self._run(nhwc[item].data_ptr(), height, width, y[item].data_ptr(), bias, slopes, threads) != 0:
+            if self._run(nhwc[item].data_ptr(), height, width, pixel_stride(nhwc), y[item].data_ptr(), pixel_stride(y),
+                         bias, slopes, threads) != 0:
                 raise MemoryError(f"the native kernel {self.KERNEL} could not allocate its buffers")
         return y.permute(0, 3, 1, 2)
 
-    def _run(self, source: int, height: int, width: int, target: int, bias: int | None, slopes: int | None,
-             threads: int) -> int:
-        """One image through the kernel: NHWC ``source`` to NHWC ``target`` (data pointers); 0 on success."""
-        return self.library.wino63_forward(source, height, width, self.in_channels, self.pad[0], self.pad[1],
-                                           self.filters.ctypes.data, self.out_channels, bias,
-                                           ACTIVATIONS[self.activation], slopes, target, threads)
+    def _run(self, source: int, height: int, width: int, source_stride: int, target: int, target_stride: int,
+             bias: int | None, slopes: int | None, threads: int) -> int:
+        """One image through the kernel: NHWC ``source`` to NHWC ``target`` (data pointers; pixels
+        ``source_stride`` and ``target_stride`` floats apart); 0 on success."""
+        return self.library.wino63_forward(source, height, width, self.in_channels, source_stride, self.pad[0],
+                                           self.pad[1], self.filters.ctypes.data, self.out_channels, bias,
+                                           ACTIVATIONS[self.activation], slopes, target, target_stride, threads)
+
+
+def pixel_stride(nhwc: torch.Tensor) -> int | None:
+    """The distance in elements between neighbouring pixels of an (N, H, W, C) tensor whose
+    channels are contiguous and whose pixel rows are packed (row stride = W x pixel stride), as
+    the native kernels read and write them; None for any other layout."""
+    _, height, width, channels = nhwc.shape
+    if nhwc.numel() == 0:
+        return channels  # nothing is read or written
+    if channels > 1 and nhwc.stride(3) != 1:
+        return None
+    if width > 1:
+        pixel = nhwc.stride(2)
+    else:  # one pixel per row (or a single pixel): the rows are the pixels
+        pixel = nhwc.stride(1) if height > 1 else channels
+    if pixel < channels or (height > 1 and width > 1 and nhwc.stride(1) != width * pixel):
+        return None
+    return pixel
 
 
 #: F(2x2, 3x3) of the int8 kernel (Lavin and Gray 2016; entries 0, +-1 in B^T and A^T), as in wino23_int8.c.
@@ -411,12 +447,12 @@ class NativeInt8WinogradConv(NativeWinogradConv):
     def extra_repr(self) -> str:
         return f"{self.in_channels}, {self.out_channels}, F(2x2, 3x3) int8 native, pad={self.pad}, {self.activation}"
 
-    def _run(self, source: int, height: int, width: int, target: int, bias: int | None, slopes: int | None,
-             threads: int) -> int:
+    def _run(self, source: int, height: int, width: int, source_stride: int, target: int, target_stride: int,
+             bias: int | None, slopes: int | None, threads: int) -> int:
         return self.library.wino23_int8_forward(
-            source, height, width, self.in_channels, self.pad[0], self.pad[1], self.int8_filters.ctypes.data,
-            self.filter_scales.ctypes.data, self.compensation.ctypes.data, self.out_channels, bias,
-            ACTIVATIONS[self.activation], slopes, target, threads)
+            source, height, width, self.in_channels, source_stride, self.pad[0], self.pad[1],
+            self.int8_filters.ctypes.data, self.filter_scales.ctypes.data, self.compensation.ctypes.data,
+            self.out_channels, bias, ACTIVATIONS[self.activation], slopes, target, target_stride, threads)
 
 
 def pointwise_applies(conv: nn.Conv2d) -> bool:
@@ -444,9 +480,9 @@ class NativeInt8PointwiseConv(NativeWinogradConv):
     def extra_repr(self) -> str:
         return f"{self.in_channels}, {self.out_channels}, 1x1 int8 native, {self.activation}"
 
-    def _run(self, source: int, height: int, width: int, target: int, bias: int | None, slopes: int | None,
-             threads: int) -> int:
+    def _run(self, source: int, height: int, width: int, source_stride: int, target: int, target_stride: int,
+             bias: int | None, slopes: int | None, threads: int) -> int:
         return self.library.pointwise_int8_forward(
-            source, height * width, self.in_channels, self.int8_filters.ctypes.data, self.filter_scales.ctypes.data,
-            self.compensation.ctypes.data, self.out_channels, bias, ACTIVATIONS[self.activation], slopes, target,
-            threads)
+            source, height * width, self.in_channels, source_stride, self.int8_filters.ctypes.data,
+            self.filter_scales.ctypes.data, self.compensation.ctypes.data, self.out_channels, bias,
+            ACTIVATIONS[self.activation], slopes, target, target_stride, threads)

@@ -15,7 +15,10 @@
   or PReLU fused in; otherwise those with many channels run on small maps by the PyTorch form
   (:mod:`posebridge.runtime.winograd`), chosen per call from the input's shape.
   ``use_winograd=False`` keeps the direct form everywhere;
-* activations stay channels-last (NHWC) from the first layer to the last.
+* activations stay channels-last (NHWC) from the first layer to the last, and native
+  convolutions write their outputs straight into the channel slice of the Concat that joins
+  them (instead of the Concat copying them), where nothing else but native convolutions
+  reads them.
 
 ``precision="fp32"`` computes what the converted net computes up to float32 rounding: relative
 error about 1e-6 for the direct convolutions, about 1e-5 with Winograd layers (the converted
@@ -239,6 +242,33 @@ class _Step:
     tops: tuple[str, ...]
 
 
+@dataclass(frozen=True)
+class _ConcatLayout:
+    """Where a channel Concat's bottoms lie in its output: (offset, channels) per bottom, the
+    total channel count, and which bottoms their native convolutions write in place."""
+
+    slices: tuple[tuple[int, int], ...]
+    channels: int
+    in_place: frozenset[int]
+
+
+@dataclass(frozen=True)
+class _ConcatSlot:
+    """A native convolution that writes its output straight into a Concat's buffer."""
+
+    concat: str
+    offset: int
+    channels: int
+
+
+def _output_channels(module: nn.Module) -> int | None:
+    """The channel count a convolution module writes, None for other modules."""
+    if isinstance(module, PackedConv):
+        return int(module.plain_weight.shape[0])
+    channels = getattr(module, "out_channels", None)
+    return int(channels) if isinstance(channels, int) else None
+
+
 def _kernel_usable(kernel: str, required: bool, failure: str) -> bool:
     """Whether a native kernel runs here; PosebridgeError("failure: why") when it is required but cannot."""
     from posebridge.runtime import native_winograd
@@ -268,7 +298,8 @@ class TunedNet(nn.Module):
 
     ``forward(x)`` takes one (N, C, H, W) float32 tensor and returns the net's first output as
     a contiguous (N, C', H', W') float32 tensor. ``winograd_convs`` counts the convolutions that
-    may run by Winograd (either form), ``native_convs`` those on the native kernel.
+    may run by Winograd (either form), ``native_convs`` those on the native kernel, and
+    ``in_place_concat_inputs`` the convolution outputs written straight into a Concat's buffer.
     """
 
     def __init__(self, net: CaffeNet, precision: str = "fp32", *, packed: bool | None = None,
@@ -294,6 +325,7 @@ class TunedNet(nn.Module):
         self.layers = nn.ModuleDict()
         self.plan: list[_Step] = []
         self.fused_relus = 0
+        self._names: dict[str, str] = {}  # plan key -> Caffe layer name
         users = _consumers(net)
         skip: set[int] = set()
         for index, step in enumerate(net.steps):
@@ -317,7 +349,10 @@ class TunedNet(nn.Module):
                 module = fast_max_pool(module) or fast_concat(module) or self._in_precision(module)
             key = f"l{len(self.layers)}"
             self.layers[key] = module
+            self._names[key] = step.layer
             self.plan.append(_Step(key, step.bottoms, tops))
+        self._concats, self._slots = self._concat_plan()
+        self.in_place_concat_inputs = len(self._slots)
         self._last_use = self._release_points()
         self.eval()
 
@@ -390,14 +425,92 @@ class TunedNet(nn.Module):
             points.setdefault(index, []).append(blob)
         return points
 
+    def _concat_plan(self) -> tuple[dict[str, _ConcatLayout], dict[str, _ConcatSlot]]:
+        """Channel Concats whose bottoms native convolutions can write in place.
+
+        A bottom qualifies when a native convolution with one top makes it, it appears once in
+        this Concat and in no other, it is not the net's output, and everything else that reads
+        it is a native convolution (they read a channel slice as it is). Other bottoms are copied.
+        """
+        from posebridge.runtime.native_winograd import NativeWinogradConv
+
+        def native(key: str) -> bool:
+            return isinstance(self.layers[key], NativeWinogradConv)
+
+        maker: dict[str, _Step] = {top: step for step in self.plan for top in step.tops}
+        made_channels = {top: _output_channels(self.layers[step.key]) for step in self.plan if step.key
+                         for top in step.tops}
+        readers: dict[str, list[_Step]] = {}
+        for step in self.plan:
+            for blob in step.bottoms:
+                readers.setdefault(blob, []).append(step)
+        concats: dict[str, _ConcatLayout] = {}
+        slots: dict[str, _ConcatSlot] = {}
+        for step in self.plan:
+            if not step.key or not isinstance(self.layers[step.key], ChannelsConcat) or len(step.bottoms) < 2:
+                continue
+            channels = [made_channels.get(blob) for blob in step.bottoms]
+            if any(c is None for c in channels):
+                continue
+            offsets = np.cumsum([0, *channels[:-1]]).tolist()
+            in_place: set[int] = set()
+            for position, blob in enumerate(step.bottoms):
+                source = maker.get(blob)
+                others = [r for r in readers.get(blob, []) if r is not step]
+                if (source is None or not source.key or not native(source.key) or len(source.tops) != 1
+                        or step.bottoms.count(blob) != 1 or blob == self.output_version
+                        or source.key in slots or not all(r.key and native(r.key) for r in others)):
+                    continue
+                slots[source.key] = _ConcatSlot(step.key, int(offsets[position]), int(channels[position]))
+                in_place.add(position)
+            if not in_place:
+                continue
+            concats[step.key] = _ConcatLayout(tuple((int(o), int(c)) for o, c in zip(offsets, channels)),
+                                              int(sum(channels)), frozenset(in_place))
+        return concats, slots
+
+    def _concat_buffer(self, buffers: dict[str, torch.Tensor], key: str, like: torch.Tensor,
+                       size: tuple[int, int]) -> torch.Tensor:
+        """The (N, H, W, C) float32 buffer of Concat ``key`` in this forward, made on first use."""
+        buffer = buffers.get(key)
+        if buffer is None:
+            buffer = torch.empty((like.shape[0], *size, self._concats[key].channels), dtype=torch.float32)
+            buffers[key] = buffer
+        elif tuple(buffer.shape[1:3]) != tuple(size):
+            raise PosebridgeError(f"the inputs of Concat {self._names[key]} differ in height and width: "
+                                  f"{tuple(buffer.shape[1:3])} and {tuple(size)}")
+        return buffer
+
+    def _run_into_concat(self, buffers: dict[str, torch.Tensor], key: str, x: torch.Tensor) -> torch.Tensor:
+        slot = self._slots[key]
+        module = self.layers[key]
+        buffer = self._concat_buffer(buffers, slot.concat, x, module.output_size(x.shape[2], x.shape[3]))
+        return module(x, out=buffer[..., slot.offset:slot.offset + slot.channels])
+
+    def _join(self, buffers: dict[str, torch.Tensor], key: str, bottoms: Sequence[torch.Tensor]) -> torch.Tensor:
+        layout = self._concats[key]
+        buffer = self._concat_buffer(buffers, key, bottoms[0], (bottoms[0].shape[2], bottoms[0].shape[3]))
+        for position, (bottom, (offset, channels)) in enumerate(zip(bottoms, layout.slices)):
+            if position not in layout.in_place:
+                buffer[..., offset:offset + channels].copy_(bottom.permute(0, 2, 3, 1))
+        del buffers[key]
+        return buffer.permute(0, 3, 1, 2)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         values: dict[str, torch.Tensor] = {}
+        buffers: dict[str, torch.Tensor] = {}  # the Concat buffers being filled in place
         start = x.to(self.dtype).contiguous(memory_format=torch.channels_last)
         for index, step in enumerate(self.plan):
             if not step.key:
                 result: Sequence[torch.Tensor] = (start,) * len(step.tops)
             else:
-                out = self.layers[step.key](*(values[b] for b in step.bottoms))
+                bottoms = [values[b] for b in step.bottoms]
+                if step.key in self._slots:
+                    out = self._run_into_concat(buffers, step.key, bottoms[0])
+                elif step.key in self._concats:
+                    out = self._join(buffers, step.key, bottoms)
+                else:
+                    out = self.layers[step.key](*bottoms)
                 result = out if isinstance(out, tuple) else (out,)
             for top, tensor in zip(step.tops, result):
                 values[top] = tensor

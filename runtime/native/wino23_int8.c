@@ -7,11 +7,11 @@
  * int8 keeps about the direct form's accuracy (F(4,3) and F(6,3) would multiply it by 20-40).
  *
  * Layouts:
- *   x    NHWC float32 input of one image, [H][W][Cin]
+ *   x    NHWC float32 input of one image, [H][W][ldx]: Cin channels per pixel, pixels ldx floats apart
  *   V    int8 transformed filters round(G w G^T / sv), [16][Np/32][Kp/4][32 co][4 k]
  *   sv   float32 [16][Np] filter scales (per position and output channel)
  *   comp int32 [16][Np] = 128 * sum_k V (the inputs are stored as uint8 with an offset of 128)
- *   y    NHWC float32 output, [Ho][Wo][Cout]
+ *   y    NHWC float32 output, [Ho][Wo][ldy] (ldy >= Cout: a channel slice of a wider buffer)
  * Kp = Cin rounded up to 16, Np = Cout rounded up to 32.
  *
  * Each thread takes blocks of TB output tiles (2x2 each). It transforms their 4x4 input tiles in
@@ -38,22 +38,22 @@ static inline __mmask16 lane_mask(int left) {
 }
 
 /* The 4x4 input tile (y0, x0) at channels k..k+15, transformed: u[a*4+b] = (B^T d B)[a][b]. */
-static inline void tile_transform(const float *x, int H, int W, int Cin, int y0, int x0, int k, __m512 *u)
+static inline void tile_transform(const float *x, int H, int W, int Cin, int ldx, int y0, int x0, int k, __m512 *u)
 {
     const __mmask16 mask = lane_mask(Cin - k);
     __m512 d[4][4], r[4][4];
     if (y0 >= 0 && y0 + 3 < H && x0 >= 0 && x0 + 3 < W) {
-        const float *src = x + ((size_t)y0 * W + x0) * Cin + k;
+        const float *src = x + ((size_t)y0 * W + x0) * ldx + k;
         for (int i = 0; i < 4; i++)
             for (int j = 0; j < 4; j++)
-                d[i][j] = _mm512_maskz_loadu_ps(mask, src + ((size_t)i * W + j) * Cin);
+                d[i][j] = _mm512_maskz_loadu_ps(mask, src + ((size_t)i * W + j) * ldx);
     } else {
         for (int i = 0; i < 4; i++) {
             const int yy = y0 + i;
             for (int j = 0; j < 4; j++) {
                 const int xx = x0 + j;
                 d[i][j] = (yy >= 0 && yy < H && xx >= 0 && xx < W)
-                    ? _mm512_maskz_loadu_ps(mask, x + ((size_t)yy * W + xx) * Cin + k) : _mm512_setzero_ps();
+                    ? _mm512_maskz_loadu_ps(mask, x + ((size_t)yy * W + xx) * ldx + k) : _mm512_setzero_ps();
             }
         }
     }
@@ -73,7 +73,7 @@ static inline void tile_transform(const float *x, int H, int W, int Cin, int y0,
 
 /* Two passes over the block's input tiles: the absmax of each of the 16 positions (the block's
  * scales), then the transform again, rounded to uint8 with offset 128: Uq [16][TB][Kp]. */
-static void input_tiles(const float *x, int H, int W, int Cin, int Kp, int pad_h, int pad_w,
+static void input_tiles(const float *x, int H, int W, int Cin, int ldx, int Kp, int pad_h, int pad_w,
                         int tiles_w, int t0, int T, uint8_t *Uq, float *su)
 {
     __m512 mx[16], u[16];
@@ -81,7 +81,7 @@ static void input_tiles(const float *x, int H, int W, int Cin, int Kp, int pad_h
     for (int t = 0; t < T; t++) {
         const int y0 = ((t0 + t) / tiles_w) * 2 - pad_h, x0 = ((t0 + t) % tiles_w) * 2 - pad_w;
         for (int k = 0; k < Kp; k += 16) {
-            tile_transform(x, H, W, Cin, y0, x0, k, u);
+            tile_transform(x, H, W, Cin, ldx, y0, x0, k, u);
             for (int p = 0; p < 16; p++) mx[p] = _mm512_range_ps(mx[p], u[p], 0x0B);  /* max(|mx|, |u|) */
         }
     }
@@ -95,7 +95,7 @@ static void input_tiles(const float *x, int H, int W, int Cin, int Kp, int pad_h
     for (int t = 0; t < T; t++) {
         const int y0 = ((t0 + t) / tiles_w) * 2 - pad_h, x0 = ((t0 + t) % tiles_w) * 2 - pad_w;
         for (int k = 0; k < Kp; k += 16) {
-            tile_transform(x, H, W, Cin, y0, x0, k, u);
+            tile_transform(x, H, W, Cin, ldx, y0, x0, k, u);
             for (int p = 0; p < 16; p++) {
                 const __m512i q = _mm512_cvtps_epi32(_mm512_fmadd_ps(u[p], inv[p], off));  /* nearest even */
                 _mm_store_si128((__m128i *)(Uq + ((size_t)p * TB + t) * Kp + k), _mm512_cvtusepi32_epi8(q));
@@ -132,7 +132,7 @@ static inline void products(const uint8_t *Up, const int8_t *Vb, const int32_t *
 
 /* M: [16][TB][32] int32 products of output channels co0..co0+31 (offsets compensated);
  * S: [16][32] float32 = s_u[p] * s_v[p][co]. */
-static void output_tiles(const int32_t *M, const float *S, int co0, int Cout, int Ho, int Wo, int tiles_w,
+static void output_tiles(const int32_t *M, const float *S, int co0, int Cout, int ldy, int Ho, int Wo, int tiles_w,
                          int t0, int T, const float *bias, int activation, const float *slope, float *y)
 {
     const __m512 zero = _mm512_setzero_ps();
@@ -162,18 +162,18 @@ static void output_tiles(const int32_t *M, const float *S, int co0, int Cout, in
                     __m512 v = _mm512_add_ps(out[i][j], bv);
                     if (activation == 1) v = _mm512_max_ps(zero, v);
                     else if (activation == 2) v = _mm512_mask_mul_ps(v, _mm512_cmp_ps_mask(v, zero, _CMP_LT_OQ), v, sl);
-                    _mm512_mask_storeu_ps(y + ((size_t)(oy0 + i) * Wo + ox0 + j) * Cout + co, mask, v);
+                    _mm512_mask_storeu_ps(y + ((size_t)(oy0 + i) * Wo + ox0 + j) * ldy + co, mask, v);
                 }
         }
     }
 }
 
-int wino23_int8_abi(void) { return 1; }
+int wino23_int8_abi(void) { return 2; }
 
 /* Returns 0, or -1 when a buffer could not be allocated. */
-int wino23_int8_forward(const float *x, int H, int W, int Cin, int pad_h, int pad_w,
+int wino23_int8_forward(const float *x, int H, int W, int Cin, int ldx, int pad_h, int pad_w,
                   const int8_t *V, const float *sv, const int32_t *comp, int Cout,
-                  const float *bias, int activation, const float *slope, float *y, int threads)
+                  const float *bias, int activation, const float *slope, float *y, int ldy, int threads)
 {
     const int Ho = H + 2 * pad_h - 2, Wo = W + 2 * pad_w - 2;
     if (Ho <= 0 || Wo <= 0) return 0;
@@ -197,7 +197,7 @@ int wino23_int8_forward(const float *x, int H, int W, int Cin, int pad_h, int pa
             const int t0 = block * TB, T = total - t0 < TB ? total - t0 : TB;
             float su[16];
             __attribute__((aligned(64))) float S[16 * NB];
-            input_tiles(x, H, W, Cin, Kp, pad_h, pad_w, tiles_w, t0, T, Uq, su);
+            input_tiles(x, H, W, Cin, ldx, Kp, pad_h, pad_w, tiles_w, t0, T, Uq, su);
             for (int cb = 0; cb < Np / NB; cb++) {
                 for (int p = 0; p < 16; p++) {
                     products(Uq + (size_t)p * TB * Kp, V + ((size_t)p * (Np / NB) + cb) * Kp * NB,
@@ -206,7 +206,7 @@ int wino23_int8_forward(const float *x, int H, int W, int Cin, int pad_h, int pa
                     _mm512_store_ps(S + p * NB, _mm512_mul_ps(s, _mm512_loadu_ps(sv + (size_t)p * Np + cb * NB)));
                     _mm512_store_ps(S + p * NB + 16, _mm512_mul_ps(s, _mm512_loadu_ps(sv + (size_t)p * Np + cb * NB + 16)));
                 }
-                output_tiles(M, S, cb * NB, Cout, Ho, Wo, tiles_w, t0, T, bias, activation, slope, y);
+                output_tiles(M, S, cb * NB, Cout, ldy, Ho, Wo, tiles_w, t0, T, bias, activation, slope, y);
             }
         }
         free(Uq); free(M);
@@ -216,9 +216,9 @@ int wino23_int8_forward(const float *x, int H, int W, int Cin, int pad_h, int pa
 
 /* 1x1 stride-1 convolution without padding, int8 products: a pixel is a "tile" of one position.
  * V: [1][Np/32][Kp/4][32][4] int8; sv, comp: [Np]. One input scale per block of TB pixels. */
-int pointwise_int8_forward(const float *x, int pixels, int Cin, const int8_t *V, const float *sv,
+int pointwise_int8_forward(const float *x, int pixels, int Cin, int ldx, const int8_t *V, const float *sv,
                            const int32_t *comp, int Cout, const float *bias, int activation,
-                           const float *slope, float *y, int threads)
+                           const float *slope, float *y, int ldy, int threads)
 {
     const int Kp = ceil_div(Cin, 16) * 16, Np = ceil_div(Cout, NB) * NB;
     const int blocks = ceil_div(pixels, TB);
@@ -241,13 +241,13 @@ int pointwise_int8_forward(const float *x, int pixels, int Cin, const int8_t *V,
             __m512 mx = zero;
             for (int t = 0; t < T; t++)
                 for (int k = 0; k < Kp; k += 16)
-                    mx = _mm512_range_ps(mx, _mm512_maskz_loadu_ps(lane_mask(Cin - k), x + (size_t)(t0 + t) * Cin + k), 0x0B);
+                    mx = _mm512_range_ps(mx, _mm512_maskz_loadu_ps(lane_mask(Cin - k), x + (size_t)(t0 + t) * ldx + k), 0x0B);
             const float amax = _mm512_reduce_max_ps(mx);
             const float su = amax / 127.0f;
             const __m512 inv = _mm512_set1_ps(amax > 0 ? 127.0f / amax : 0.0f), off = _mm512_set1_ps(128.0f);
             for (int t = 0; t < T; t++)
                 for (int k = 0; k < Kp; k += 16) {
-                    const __m512 v = _mm512_maskz_loadu_ps(lane_mask(Cin - k), x + (size_t)(t0 + t) * Cin + k);
+                    const __m512 v = _mm512_maskz_loadu_ps(lane_mask(Cin - k), x + (size_t)(t0 + t) * ldx + k);
                     const __m512i q = _mm512_cvtps_epi32(_mm512_fmadd_ps(v, inv, off));
                     _mm_store_si128((__m128i *)(Uq + (size_t)t * Kp + k), _mm512_cvtusepi32_epi8(q));
                 }
@@ -263,7 +263,7 @@ int pointwise_int8_forward(const float *x, int pixels, int Cin, const int8_t *V,
                         if (activation == 1) v = _mm512_max_ps(zero, v);
                         else if (activation == 2)
                             v = _mm512_mask_mul_ps(v, _mm512_cmp_ps_mask(v, zero, _CMP_LT_OQ), v, _mm512_maskz_loadu_ps(mask, slope + co));
-                        _mm512_mask_storeu_ps(y + (size_t)(t0 + t) * Cout + co, mask, v);
+                        _mm512_mask_storeu_ps(y + (size_t)(t0 + t) * ldy + co, mask, v);
                     }
                 }
             }

@@ -4,10 +4,11 @@
  * (bt8: B^T over 8 vectors, at8: A^T from 8 vectors to 6) at the marker below.
  *
  * Layouts (float32):
- *   x  NHWC input of one image, [H][W][Cin]
+ *   x  NHWC input of one image, [H][W][ldx]: Cin channels per pixel, pixels ldx floats apart (ldx >= Cin)
  *   V  transformed filters G w G^T, packed [64 positions][Np / 32][Kp][32]
  *      (Kp = Cin rounded up to 16, Np = Cout rounded up to 32, zeros in the padding)
- *   y  NHWC output of one image, [Ho][Wo][Cout], Ho = H + 2 pad_h - 2, Wo = W + 2 pad_w - 2
+ *   y  NHWC output of one image, [Ho][Wo][ldy] (ldy >= Cout: a channel slice of a wider buffer,
+ *      such as a Concat's), Ho = H + 2 pad_h - 2, Wo = W + 2 pad_w - 2
  *
  * Each thread takes blocks of TB output tiles (6x6 each): it transforms their 8x8 input tiles
  * into U [64][TB][Kp] (zero padding read outside the image), multiplies U by V per position
@@ -26,7 +27,7 @@
 #define ACT_RELU 1
 #define ACT_PRELU 2
 
-int wino63_abi(void) { return 1; }
+int wino63_abi(void) { return 2; }
 
 static inline int ceil_div(int a, int b) { return (a + b - 1) / b; }
 
@@ -34,7 +35,7 @@ static inline __mmask16 lane_mask(int left) {
     return left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (left > 0 ? left : 0)) - 1u);
 }
 
-static void input_tiles(const float *x, int H, int W, int Cin, int Kp, int pad_h, int pad_w,
+static void input_tiles(const float *x, int H, int W, int Cin, int ldx, int Kp, int pad_h, int pad_w,
                         int tiles_w, int t0, int T, float *U)
 {
     for (int t = 0; t < T; t++) {
@@ -47,7 +48,7 @@ static void input_tiles(const float *x, int H, int W, int Cin, int Kp, int pad_h
                 for (int j = 0; j < 8; j++) {
                     const int xx = x0 + j;
                     d[i][j] = (yy >= 0 && yy < H && xx >= 0 && xx < W)
-                        ? _mm512_maskz_loadu_ps(mask, x + ((size_t)yy * W + xx) * Cin + k)
+                        ? _mm512_maskz_loadu_ps(mask, x + ((size_t)yy * W + xx) * ldx + k)
                         : _mm512_setzero_ps();
                 }
             }
@@ -91,7 +92,7 @@ static void products(const float *U, const float *V, float *M, int Kp, int Np)
     }
 }
 
-static void output_tiles(const float *M, int Np, int Cout, int Ho, int Wo, int tiles_w, int t0, int T,
+static void output_tiles(const float *M, int Np, int Cout, int ldy, int Ho, int Wo, int tiles_w, int t0, int T,
                          const float *bias, int activation, const float *slope, float *y)
 {
     const __m512 zero = _mm512_setzero_ps();
@@ -118,7 +119,7 @@ static void output_tiles(const float *M, int Np, int Cout, int Ho, int Wo, int t
                         v = _mm512_max_ps(zero, v);                     /* NaN stays NaN */
                     else if (activation == ACT_PRELU)
                         v = _mm512_mask_mul_ps(v, _mm512_cmp_ps_mask(v, zero, _CMP_LT_OQ), v, sv);
-                    _mm512_mask_storeu_ps(y + ((size_t)(oy0 + i) * Wo + ox0 + j) * Cout + co, mask, v);
+                    _mm512_mask_storeu_ps(y + ((size_t)(oy0 + i) * Wo + ox0 + j) * ldy + co, mask, v);
                 }
             }
         }
@@ -126,9 +127,9 @@ static void output_tiles(const float *M, int Np, int Cout, int Ho, int Wo, int t
 }
 
 /* Returns 0, or -1 when a buffer could not be allocated (y is then incomplete). */
-int wino63_forward(const float *x, int H, int W, int Cin, int pad_h, int pad_w,
+int wino63_forward(const float *x, int H, int W, int Cin, int ldx, int pad_h, int pad_w,
                    const float *V, int Cout, const float *bias, int activation, const float *slope,
-                   float *y, int threads)
+                   float *y, int ldy, int threads)
 {
     const int Ho = H + 2 * pad_h - 2, Wo = W + 2 * pad_w - 2;
     if (Ho <= 0 || Wo <= 0) return 0;
@@ -150,9 +151,9 @@ int wino63_forward(const float *x, int H, int W, int Cin, int pad_h, int pad_w,
         for (int block = 0; block < blocks; block++) {
             if (!U || !M) continue;
             const int t0 = block * TB, T = total - t0 < TB ? total - t0 : TB;
-            input_tiles(x, H, W, Cin, Kp, pad_h, pad_w, tiles_w, t0, T, U);
+            input_tiles(x, H, W, Cin, ldx, Kp, pad_h, pad_w, tiles_w, t0, T, U);
             products(U, V, M, Kp, Np);
-            output_tiles(M, Np, Cout, Ho, Wo, tiles_w, t0, T, bias, activation, slope, y);
+            output_tiles(M, Np, Cout, ldy, Ho, Wo, tiles_w, t0, T, bias, activation, slope, y);
         }
         free(U);
         free(M);

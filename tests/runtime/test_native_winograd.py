@@ -272,3 +272,66 @@ def test_declared_signatures_match_the_c_prototypes():
             assert found, name
             params = [p.strip() for p in found.group(1).split(",")]
             assert "".join("p" if "*" in p else "i" for p in params) == signature, name
+
+
+def _module_of(kind: str, cin: int, cout: int) -> nw.NativeWinogradConv:
+    torch.manual_seed(cin + cout)
+    if kind == "pointwise-int8":
+        return nw.NativeInt8PointwiseConv(torch.nn.Conv2d(cin, cout, 1), slopes=torch.rand(cout))
+    conv = torch.nn.Conv2d(cin, cout, 3, padding=1)
+    return (nw.NativeInt8WinogradConv if kind == "winograd-int8" else nw.NativeWinogradConv)(conv, relu=True)
+
+
+@pytest.mark.parametrize("kind", ["winograd-fp32", "winograd-int8", "pointwise-int8"])
+def test_kernels_read_and_write_channel_slices_of_wider_buffers(kind):
+    # A Concat's buffer: a convolution reads its input from one channel slice and writes its
+    # output into another, pixels a whole buffer row apart; the numbers are those of the
+    # contiguous tensors, to the bit, and the rest of the buffer is untouched.
+    if not (CAN_BUILD_INT8 if "int8" in kind else CAN_BUILD):
+        pytest.skip("the kernel cannot be built here")
+    module = _module_of(kind, 20, 33)
+    buffer = torch.randn(2, 13, 17, 20 + 33 + 11)  # N, H, W, C: input at 0:20, output at 20:53
+    x = buffer[..., :20].permute(0, 3, 1, 2)
+    assert nw.pixel_stride(buffer[..., :20]) == 64
+    expected = module(x.contiguous())
+    before = buffer.clone()
+    with torch.inference_mode():
+        y = module(x, out=buffer[..., 20:53])
+    assert torch.equal(y, expected) and y.data_ptr() == buffer[..., 20:53].data_ptr()
+    assert torch.equal(buffer[..., 20:53], expected.permute(0, 2, 3, 1))
+    assert torch.equal(buffer[..., :20], before[..., :20]) and torch.equal(buffer[..., 53:], before[..., 53:])
+    with pytest.raises(ValueError, match="out must be a float32"):
+        module(x, out=buffer[:, :, ::2, 20:53])  # pixel rows not packed
+    with pytest.raises(ValueError, match="out must be a float32"):
+        module(x, out=torch.empty(2, 13, 17, 32))
+
+
+def test_pixel_stride_accepts_only_packed_pixel_rows():
+    wide = torch.empty(2, 5, 7, 64)
+    assert nw.pixel_stride(wide) == 64 and nw.pixel_stride(wide[..., 10:30]) == 64
+    assert nw.pixel_stride(wide[:, :, 1:, :8]) is None  # rows 7 pixels apart, 6 used
+    assert nw.pixel_stride(wide.permute(0, 1, 3, 2)) is None  # channels not contiguous
+    assert nw.pixel_stride(torch.empty(2, 5, 1, 64)[..., 3:9]) == 64  # one pixel per row
+    assert nw.pixel_stride(torch.empty(1, 0, 4, 8)) == 8
+
+
+@needs_kernel
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_tuned_body_25_writes_concat_inputs_in_place_with_the_same_numbers(precision):
+    from posebridge import zoo
+    from posebridge.converter.network import CaffeNet
+    from posebridge.prototxt.synth import synthesize
+
+    if precision == "int8" and not CAN_BUILD_INT8:
+        pytest.skip("the int8 kernel cannot be built here")
+    graph = zoo.graph("zoo:body_25")
+    net = CaffeNet(graph, synthesize(graph, seed=3, init="he"))
+    in_place = tune(net, precision, check=False)
+    copying = tune(net, precision, check=False)
+    copying._concats, copying._slots = {}, {}
+    # Each dense block's three 3x3 outputs (6 stages x 5 blocks); in int8 also each stage's
+    # last 1x1 output, which joins the shared features (those are read by 5 Concats: copied).
+    assert in_place.in_place_concat_inputs == (90 if precision == "fp32" else 95)
+    x = torch.from_numpy(np.random.default_rng(4).uniform(-0.5, 0.5, (2, 3, 53, 71)).astype(np.float32))
+    with torch.inference_mode():
+        assert torch.equal(in_place(x), copying(x))

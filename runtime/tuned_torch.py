@@ -325,7 +325,6 @@ class TunedNet(nn.Module):
         self.layers = nn.ModuleDict()
         self.plan: list[_Step] = []
         self.fused_relus = 0
-        self._names: dict[str, str] = {}  # plan key -> Caffe layer name
         users = _consumers(net)
         skip: set[int] = set()
         for index, step in enumerate(net.steps):
@@ -349,7 +348,6 @@ class TunedNet(nn.Module):
                 module = fast_max_pool(module) or fast_concat(module) or self._in_precision(module)
             key = f"l{len(self.layers)}"
             self.layers[key] = module
-            self._names[key] = step.layer
             self.plan.append(_Step(key, step.bottoms, tops))
         self._concats, self._slots = self._concat_plan()
         self.in_place_concat_inputs = len(self._slots)
@@ -473,12 +471,9 @@ class TunedNet(nn.Module):
                        size: tuple[int, int]) -> torch.Tensor:
         """The (N, H, W, C) float32 buffer of Concat ``key`` in this forward, made on first use."""
         buffer = buffers.get(key)
-        if buffer is None:
+        if buffer is None:  # (a later input of another size is refused by the convolution's out= check)
             buffer = torch.empty((like.shape[0], *size, self._concats[key].channels), dtype=torch.float32)
             buffers[key] = buffer
-        elif tuple(buffer.shape[1:3]) != tuple(size):
-            raise PosebridgeError(f"the inputs of Concat {self._names[key]} differ in height and width: "
-                                  f"{tuple(buffer.shape[1:3])} and {tuple(size)}")
         return buffer
 
     def _run_into_concat(self, buffers: dict[str, torch.Tensor], key: str, x: torch.Tensor) -> torch.Tensor:

@@ -273,8 +273,8 @@ def open_backend(model: str | os.PathLike, *, prototxt: str | os.PathLike | None
             raise PosebridgeError(f"a safetensors model runs on the torch or ncnn backend, not '{chosen}'", file=path)
         from posebridge.converter.weights_io import load_safetensors
 
-        return _converted_backend(load_safetensors(graph, path), _family_of_graph(graph, None), chosen, precision,
-                                  winograd, log)
+        return _converted_backend(graph, load_safetensors(graph, path), _family_of_graph(graph, None), chosen,
+                                  precision, winograd, log)
     family = _family_of_graph(graph, path)
     if chosen == "opencv":
         return OpenCVBackend(os.fspath(prototxt_file(prototxt)), path, family)
@@ -283,7 +283,8 @@ def open_backend(model: str | os.PathLike, *, prototxt: str | os.PathLike | None
     from posebridge.converter.api import convert
     from posebridge.prototxt.loader import load_weights
 
-    return _converted_backend(convert(graph, load_weights(graph, path)), family, chosen, precision, winograd, log)
+    return _converted_backend(graph, convert(graph, load_weights(graph, path)), family, chosen, precision, winograd,
+                              log)
 
 
 def _native_int8(graph, path: str, suffix: str, chosen: str | None) -> Backend | None:
@@ -295,8 +296,8 @@ def _native_int8(graph, path: str, suffix: str, chosen: str | None) -> Backend |
     usable, why = native_winograd.availability("wino23_int8")
     if chosen == "torch" and not usable:
         raise PosebridgeError(f"int8 on the torch backend needs the native int8 Winograd kernel: {why}", file=path)
-    if not usable:
-        return None
+    if not usable or (chosen is None and default_engine.default_int8_backend(graph) != "torch"):
+        return None  # decided from the prototxt, before any weights are read
     if suffix == ".safetensors":
         from posebridge.converter.weights_io import load_safetensors
 
@@ -306,14 +307,12 @@ def _native_int8(graph, path: str, suffix: str, chosen: str | None) -> Backend |
         from posebridge.prototxt.loader import load_weights
 
         net, family = convert(graph, load_weights(graph, path)), _family_of_graph(graph, path)
-    if chosen is None and default_engine.default_int8_backend(net) != "torch":
-        return None
     return TorchBackend(net, family, precision="int8")
 
 
-def _converted_backend(net, family: ModelFamily, chosen: str | None, precision: str, winograd: bool,
+def _converted_backend(graph, net, family: ModelFamily, chosen: str | None, precision: str, winograd: bool,
                        log=None) -> Backend:
-    """ncnn or torch for a converted net: the one asked for, else the default engine's choice
+    """ncnn or torch for a net converted from ``graph``: the one asked for, else the default engine's choice
     (:func:`posebridge.runtime.default_engine.default_fp32_backend`; fp32 with Winograd allowed).
     The default falls back to torch, telling ``log``, when ncnn cannot run the net as Caffe does."""
     from posebridge.errors import ParityError, UnsupportedLayerError
@@ -326,7 +325,7 @@ def _converted_backend(net, family: ModelFamily, chosen: str | None, precision: 
     if chosen is None and precision == "fp32" and winograd:
         from posebridge.runtime.default_engine import default_fp32_backend
 
-        if default_fp32_backend(net) == "ncnn":
+        if default_fp32_backend(graph) == "ncnn":
             try:
                 return NcnnBackend(net, family)
             except (UnsupportedLayerError, ParityError) as error:

@@ -42,39 +42,33 @@ from __future__ import annotations
 
 import importlib.util
 
-import torch
-from torch import nn
-
-from posebridge.converter.network import CaffeNet, input_channels
+from posebridge.prototxt.graph import Graph
 
 NCNN_MIN_SHARE = 0.9
 #: Input (height, width) at which the shares are counted (ratios barely depend on it).
 SHARE_SIZE = (96, 96)
 
 
-def winograd_share(net: CaffeNet, size: tuple[int, int] = SHARE_SIZE) -> float:
+def winograd_share(graph: Graph, size: tuple[int, int] = SHARE_SIZE) -> float:
     """The fraction of the net's convolution multiply-adds that are in 3x3 stride-1, group-1 convolutions.
 
-    Counted with forward hooks on one zero input of ``size`` (batch 1); 0.0 for a net without convolutions.
+    Counted from the prototxt alone (shape inference at ``size``, batch 1, and
+    :func:`posebridge.prototxt.analysis.layer_macs`), so the choice needs no weights; 0.0 for a
+    net without convolutions.
     """
+    from posebridge.prototxt.analysis import layer_macs
+    from posebridge.prototxt.shapes import conv_geometry, infer_shapes
+
+    shapes = infer_shapes(graph, graph.input_shapes(size, batch=1))
     counts = {"3x3": 0, "other": 0}
-
-    def count(module: nn.Conv2d, _inputs, output: torch.Tensor) -> None:
-        kh, kw = module.kernel_size
-        macs = output.numel() * (module.in_channels // module.groups) * kh * kw
-        plain = (kh, kw) == (3, 3) and tuple(module.stride) == (1, 1) and module.groups == 1
+    for node in graph.nodes:
+        if node.type != "Convolution":
+            continue
+        macs = layer_macs(node, [shapes.get(b) for b in node.bottoms], [shapes.get(t) for t in node.tops]) or 0
+        geometry = conv_geometry(node)
+        plain = (geometry["kernel"] == (3, 3) and geometry["stride"] == (1, 1)
+                 and max(node.layer.convolution_param.group, 1) == 1)
         counts["3x3" if plain else "other"] += macs
-
-    convs = [m for m in net.modules() if isinstance(m, nn.Conv2d)]
-    if not convs:
-        return 0.0
-    hooks = [m.register_forward_hook(count) for m in convs]
-    try:
-        with torch.inference_mode():
-            net(torch.zeros(1, input_channels(net), *size))
-    finally:
-        for hook in hooks:
-            hook.remove()
     total = counts["3x3"] + counts["other"]
     return counts["3x3"] / total if total else 0.0
 
@@ -105,17 +99,17 @@ def native_int8_available() -> bool:
     return native_winograd.available("wino23_int8")
 
 
-def default_int8_backend(net: CaffeNet) -> str:
+def default_int8_backend(graph: Graph) -> str:
     """"torch" (the tuned net on the native int8 Winograd kernel) or "onnxruntime" (a calibrated
-    int8 model): the faster int8 engine for ``net`` by the share rule above."""
-    if len(net.input_names) != 1 or not native_int8_available():
+    int8 model): the faster int8 engine for the net ``graph`` describes, by the share rule above."""
+    if len(graph.inputs) != 1 or not native_int8_available():
         return "onnxruntime"
-    return "torch" if winograd_share(net) >= NATIVE_INT8_MIN_SHARE else "onnxruntime"
+    return "torch" if winograd_share(graph) >= NATIVE_INT8_MIN_SHARE else "onnxruntime"
 
 
-def default_fp32_backend(net: CaffeNet) -> str:
-    """"ncnn" or "torch": the faster float32 engine for ``net`` by the rule above (the caller falls
-    back to torch when a layer turns out to have no ncnn writer)."""
-    if len(net.input_names) != 1 or native_available() or not ncnn_available():
+def default_fp32_backend(graph: Graph) -> str:
+    """"ncnn" or "torch": the faster float32 engine for the net ``graph`` describes, by the rule
+    above (the caller falls back to torch when a layer turns out to have no ncnn writer)."""
+    if len(graph.inputs) != 1 or native_available() or not ncnn_available():
         return "torch"
-    return "ncnn" if winograd_share(net) >= NCNN_MIN_SHARE else "torch"
+    return "ncnn" if winograd_share(graph) >= NCNN_MIN_SHARE else "torch"

@@ -55,15 +55,19 @@ def _break_first_bias(monkeypatch) -> None:
     monkeypatch.setattr(ncnn_export, "ncnn_model", wrong_bias)
 
 
+def _graph(text: str):
+    return graph_from_net(text_format.Parse(text, caffe_pb2.NetParameter()), source="test.prototxt")
+
+
 def _converted(text: str) -> CaffeNet:
-    graph = graph_from_net(text_format.Parse(text, caffe_pb2.NetParameter()), source="test.prototxt")
+    graph = _graph(text)
     return CaffeNet(graph, synthesize(graph, seed=1, init="he"))
 
 
 def test_share_counts_multiply_adds_per_kernel():
-    assert winograd_share(_converted(THREE_BY_THREE)) == 1.0
+    assert winograd_share(_graph(THREE_BY_THREE)) == 1.0
     three, seven = 3 * 8 * 9, 8 * 5 * 49  # same output size for both ("same" padding)
-    assert winograd_share(_converted(WITH_SEVEN)) == pytest.approx(three / (three + seven), rel=1e-12)
+    assert winograd_share(_graph(WITH_SEVEN)) == pytest.approx(three / (three + seven), rel=1e-12)
 
 
 @pytest.fixture(autouse=True)
@@ -77,15 +81,14 @@ def test_official_architectures_get_the_engine_measured_faster(name, engine):
     from posebridge import zoo
 
     graph = zoo.graph(f"zoo:{name}")
-    net = CaffeNet(graph, synthesize(graph, seed=0, init="he"))
-    assert (winograd_share(net) >= NCNN_MIN_SHARE) == (engine == "ncnn")
-    assert default_fp32_backend(net) == engine
+    assert (winograd_share(graph) >= NCNN_MIN_SHARE) == (engine == "ncnn")
+    assert default_fp32_backend(graph) == engine
 
 
 def test_with_the_native_kernel_every_net_runs_on_torch(tmp_path, monkeypatch):
     monkeypatch.setattr(default_engine, "native_available", lambda: True)
     threes = write_net(tmp_path, THREE_BY_THREE, "threes")
-    assert default_fp32_backend(_converted(THREE_BY_THREE)) == "torch"
+    assert default_fp32_backend(_graph(THREE_BY_THREE)) == "torch"
     assert isinstance(open_backend(threes[1], prototxt=threes[0]), TorchBackend)
     assert isinstance(open_backend(threes[1], prototxt=threes[0], backend="ncnn"), NcnnBackend)  # still on request
 

@@ -234,9 +234,9 @@ def test_tuned_int8_body_25_and_the_int8_backend_choice(tmp_path, monkeypatch):
     assert isinstance(chosen, TorchBackend) and chosen.precision == "int8"
     from posebridge.runtime import default_engine
 
-    monkeypatch.setattr(default_engine, "winograd_share", lambda net: 1.0)  # a net of 3x3 convolutions
+    monkeypatch.setattr(default_engine, "winograd_share", lambda graph: 1.0)  # a net of 3x3 convolutions
     assert isinstance(open_backend(caffemodel, prototxt=prototxt, precision="int8"), TorchBackend)
-    monkeypatch.setattr(default_engine, "winograd_share", lambda net: 0.3)  # COCO-like: onnxruntime is faster
+    monkeypatch.setattr(default_engine, "winograd_share", lambda graph: 0.3)  # COCO-like: onnxruntime is faster
     assert isinstance(open_backend(caffemodel, prototxt=prototxt, precision="int8"), OnnxBackend)
     monkeypatch.setattr(nw, "availability", lambda kernel="wino63": (False, "the CPU lacks avx512_vnni"))
     with pytest.raises(PosebridgeError, match="int8 on the torch backend needs the native int8 Winograd kernel"):

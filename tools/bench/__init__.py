@@ -122,6 +122,7 @@ def run_bench(config: BenchConfig = FULL, *, work: str | Path | None = None, com
 def _bench_net(net: str, config: BenchConfig, folder: Path, results: dict, log: Logger, threads: int,
                e2e_media: tuple[Path, Path] | None) -> None:
     from posebridge.converter.api import convert
+    from posebridge.prototxt import load_graph
     from posebridge.runtime.default_engine import default_fp32_backend
     from posebridge.tools.bench import accuracy, end_to_end, forward, loading, models
 
@@ -135,7 +136,7 @@ def _bench_net(net: str, config: BenchConfig, folder: Path, results: dict, log: 
         log(f"{net}: loading")
         results["loading"] = loading.bench_loading(files, config.loading_runs, log)
     wanted = list(dict.fromkeys([*config.backends, *(config.e2e_backends if "end_to_end" in config.sections else ())]))
-    default = default_fp32_backend(model)  # its runtime name is also its bench name
+    default = default_fp32_backend(load_graph(files.prototxt))  # its runtime name is also its bench name
     results.setdefault("defaults", {})[net] = default
     log(f"{net}: default fp32 engine {default}")
     backends, setup = forward.build_backends(files, wanted, threads, model)

@@ -344,21 +344,21 @@ class NativeWinogradConv(nn.Module):
             raise ValueError(f"expected float32 input with {self.in_channels} channels, got {x.dtype} with {channels}")
         out_h, out_w = self.output_size(height, width)
         nhwc = x.permute(0, 2, 3, 1)
-        if pixel_stride(nhwc) is None:
+        source_stride = pixel_stride(nhwc)
+        if source_stride is None:
             nhwc = nhwc.contiguous()
+            source_stride = self.in_channels
         shape = (batch, max(out_h, 0), max(out_w, 0), self.out_channels)
-        if out is None:
-            y = torch.empty(shape, dtype=torch.float32)
-        elif tuple(out.shape) != shape or out.dtype != torch.float32 or pixel_stride(out) is None:
+        y = torch.empty(shape, dtype=torch.float32) if out is None else out
+        target_stride = pixel_stride(y)
+        if tuple(y.shape) != shape or y.dtype != torch.float32 or target_stride is None:
             raise ValueError(f"out must be a float32 {shape} view with unit channel stride and packed pixel rows, "
-                             f"got {out.dtype} {tuple(out.shape)} with strides {out.stride()}")
-        else:
-            y = out
+                             f"got {y.dtype} {tuple(y.shape)} with strides {y.stride()}")
         bias = self.bias.ctypes.data if self.bias is not None else None
         slopes = self.slopes.ctypes.data if self.slopes is not None else None
         threads = torch.get_num_threads()
         for item in range(batch):
-            if self._run(nhwc[item].data_ptr(), height, width, pixel_stride(nhwc), y[item].data_ptr(), pixel_stride(y),
+            if self._run(nhwc[item].data_ptr(), height, width, source_stride, y[item].data_ptr(), target_stride,
                          bias, slopes, threads) != 0:
                 raise MemoryError(f"the native kernel {self.KERNEL} could not allocate its buffers")
         return y.permute(0, 3, 1, 2)

@@ -244,12 +244,17 @@ class _Step:
 
 @dataclass(frozen=True)
 class _ConcatLayout:
-    """Where a channel Concat's bottoms lie in its output: (offset, channels) per bottom, the
-    total channel count, and which bottoms their native convolutions write in place."""
+    """Where a channel Concat's bottoms lie in its output: (offset, channels) per bottom, and
+    which bottoms their native convolutions write in place."""
 
     slices: tuple[tuple[int, int], ...]
-    channels: int
     in_place: frozenset[int]
+
+    @property
+    def channels(self) -> int:
+        """The output's channel count."""
+        offset, channels = self.slices[-1]
+        return offset + channels
 
 
 @dataclass(frozen=True)
@@ -350,7 +355,6 @@ class TunedNet(nn.Module):
             self.layers[key] = module
             self.plan.append(_Step(key, step.bottoms, tops))
         self._concats, self._slots = self._concat_plan()
-        self.in_place_concat_inputs = len(self._slots)
         self._last_use = self._release_points()
         self.eval()
 
@@ -423,6 +427,11 @@ class TunedNet(nn.Module):
             points.setdefault(index, []).append(blob)
         return points
 
+    @property
+    def in_place_concat_inputs(self) -> int:
+        """How many convolution outputs are written straight into a Concat's buffer."""
+        return len(self._slots)
+
     def _concat_plan(self) -> tuple[dict[str, _ConcatLayout], dict[str, _ConcatSlot]]:
         """Channel Concats whose bottoms native convolutions can write in place.
 
@@ -464,7 +473,7 @@ class TunedNet(nn.Module):
             if not in_place:
                 continue
             concats[step.key] = _ConcatLayout(tuple((int(o), int(c)) for o, c in zip(offsets, channels)),
-                                              int(sum(channels)), frozenset(in_place))
+                                              frozenset(in_place))
         return concats, slots
 
     def _concat_buffer(self, buffers: dict[str, torch.Tensor], key: str, like: torch.Tensor,

@@ -38,6 +38,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from posebridge.atomic import atomic_path
+from posebridge.errors import FileAccessError
 from posebridge.runtime import winograd
 
 SOURCE = Path(__file__).with_name("native") / "wino63.c"
@@ -208,21 +210,16 @@ def build(folder: Path | None = None, kernel: str = "wino63") -> Path:
     if target.is_file():
         return target
     try:
-        target_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(prefix="posebridge-native-") as scratch:
+        # atomic: another process sees the old state or the whole library, never a partial one
+        with tempfile.TemporaryDirectory(prefix="posebridge-native-") as scratch, atomic_path(target) as built:
             c_file = Path(scratch) / f"{kernel}.c"
             c_file.write_text(text, encoding="utf-8")
-            built = Path(scratch) / f"{kernel}.so"
             result = subprocess.run([compiler, *spec.flags, "-o", str(built), str(c_file)], capture_output=True,
                                     text=True, timeout=COMPILE_TIMEOUT_S)
             if result.returncode != 0:
                 first = (result.stderr.strip().splitlines() or ["no message"])[0]
                 raise NativeUnavailable(f"compiling the kernel with '{compiler}' failed: {first}")
-            handle, partial = tempfile.mkstemp(prefix=f".{kernel}-", suffix=".so", dir=target_dir)
-            os.close(handle)
-            shutil.copyfile(built, partial)
-            os.replace(partial, target)  # atomic: another process sees the old state or the whole file
-    except (OSError, subprocess.SubprocessError) as error:
+    except (OSError, subprocess.SubprocessError, FileAccessError) as error:
         raise NativeUnavailable(f"cannot build the kernel in {target_dir}: {error}") from None
     return target
 

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from posebridge.converter.onnx_export import relative_error
 from posebridge.runtime.winograd import POINTS, transforms
 
 PRECISIONS = ("bf16", "int8")
@@ -99,9 +100,9 @@ def _winograd_rounding(precision: str) -> tuple[Rounding, Rounding]:
     return (lambda tiles: round_int8(tiles, (0,))), (lambda filters: round_int8(filters, (0, 2)))
 
 
-def relative_error(ours: torch.Tensor, exact: torch.Tensor) -> float:
-    """max |ours - exact| / max |exact|."""
-    return float((ours - exact).abs().max() / exact.abs().max())
+def _error(ours: torch.Tensor, exact: torch.Tensor) -> float:
+    """The parity tool's relative error (:func:`posebridge.converter.onnx_export.relative_error`)."""
+    return relative_error(ours.numpy(), exact.numpy())[1]
 
 
 def layer_errors(channels_in: int = 128, channels_out: int = 128, height: int = 46, width: int = 82, *,
@@ -119,12 +120,12 @@ def layer_errors(channels_in: int = 128, channels_out: int = 128, height: int = 
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         round_input, round_weight = _direct_rounding(precision)
         direct = F.conv2d(round_input(x)[None], round_weight(weight), padding=1)[0]
-        rows.append(LayerError("direct", precision, relative_error(direct, exact), 1.0))
+        rows.append(LayerError("direct", precision, _error(direct, exact), 1.0))
         round_tiles, round_filters = _winograd_rounding(precision)
         for m in tile_sizes:
             ours = winograd_conv(x, weight, m, round_tiles=round_tiles, round_filters=round_filters)
             share = (m + 2) ** 2 * -(-height // m) * -(-width // m) / (9 * height * width)
-            rows.append(LayerError(f"F({m},3)", precision, relative_error(ours, exact), share))
+            rows.append(LayerError(f"F({m},3)", precision, _error(ours, exact), share))
     return rows
 
 
